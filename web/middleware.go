@@ -1,0 +1,159 @@
+package web
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"github.com/go-chi/chi/v5/middleware"
+)
+
+// requestNote carries a request's error from the handler to its log line,
+// so each request is logged once, with its cause.
+type requestNote struct{ err error }
+
+type noteKey struct{}
+
+// noteError records err for the request log; the first error is the cause.
+func noteError(r *http.Request, err error) {
+	if n, ok := r.Context().Value(noteKey{}).(*requestNote); ok && n.err == nil {
+		n.err = err
+	}
+}
+
+// logRequests writes one structured line per request. Polls, probes and
+// static files log at debug level unless they fail: at info they would
+// drown everything else.
+func (s *server) logRequests(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		note := &requestNote{}
+		r = r.WithContext(context.WithValue(r.Context(), noteKey{}, note))
+		ww := middleware.NewWrapResponseWriter(w, r.ProtoMajor)
+		defer func() {
+			status := ww.Status()
+			if status == 0 {
+				status = http.StatusOK
+			}
+			level := slog.LevelInfo
+			switch {
+			case status == http.StatusServiceUnavailable:
+				level = slog.LevelWarn // the database layer has logged the failure itself
+			case status >= 500:
+				level = slog.LevelError
+			case status < 400 && quietPath(r.URL.Path):
+				level = slog.LevelDebug
+			}
+			attrs := []slog.Attr{
+				slog.String("method", r.Method),
+				slog.String("path", r.URL.Path),
+				slog.Int("status", status),
+				slog.Int("bytes", ww.BytesWritten()),
+				slog.Duration("duration", time.Since(start)),
+				slog.String("client_ip", clientIP(r)),
+				slog.String("request_id", middleware.GetReqID(r.Context())),
+			}
+			if note.err != nil {
+				attrs = append(attrs, slog.Any("err", note.err))
+			}
+			s.log.LogAttrs(r.Context(), level, "request", attrs...)
+		}()
+		next.ServeHTTP(ww, r)
+	})
+}
+
+func quietPath(p string) bool {
+	return p == "/count" || p == "/healthz" || p == "/readyz" || strings.HasPrefix(p, "/static/")
+}
+
+// clientIP is the address set by the trusted proxy header when one is
+// configured, else the peer address.
+func clientIP(r *http.Request) string {
+	if ip := middleware.GetClientIP(r.Context()); ip != "" {
+		return ip
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// recoverPanics turns a panic into a 500 page and a logged stack trace.
+func (s *server) recoverPanics(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			v := recover()
+			if v == nil {
+				return
+			}
+			if v == http.ErrAbortHandler {
+				panic(v) // net/http's way to abort a response; not ours to catch
+			}
+			s.handle(func(http.ResponseWriter, *http.Request) error {
+				return fmt.Errorf("panic: %v\n%s", v, debug.Stack())
+			})(w, r)
+		}()
+		next.ServeHTTP(w, r)
+	})
+}
+
+// contentSecurityPolicy allows only this origin's own files: no inline
+// script or style, no eval. htmx runs without them (its indicator CSS is
+// turned off in the page's htmx-config).
+const contentSecurityPolicy = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; " +
+	"connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+
+func securityHeaders(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Content-Security-Policy", contentSecurityPolicy)
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Referrer-Policy", "no-referrer")
+		h.Set("X-Frame-Options", "DENY")
+		h.Set("Cross-Origin-Opener-Policy", "same-origin")
+		next.ServeHTTP(w, r)
+	})
+}
+
+// refuseCrossOrigin answers 403 to state-changing requests from other sites
+// (by Sec-Fetch-Site, or Origin against Host), the CSRF defence.
+func (s *server) refuseCrossOrigin(next http.Handler) http.Handler {
+	cop := http.NewCrossOriginProtection()
+	cop.SetDenyHandler(s.handle(func(http.ResponseWriter, *http.Request) error {
+		return errorf(http.StatusForbidden, "Cross-site requests are refused.")
+	}))
+	return cop.Handler(next)
+}
+
+// limitBody refuses bodies over MaxBodyBytes: at once when Content-Length
+// says so, else when the handler reads past the limit.
+func (s *server) limitBody(next http.Handler) http.Handler {
+	tooLarge := s.handle(func(http.ResponseWriter, *http.Request) error {
+		return errorf(http.StatusRequestEntityTooLarge, "The request body is too large.")
+	})
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength > s.cfg.MaxBodyBytes {
+			w.Header().Set("Connection", "close")
+			tooLarge(w, r)
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes)
+		next.ServeHTTP(w, r)
+	})
+}
+
+// deadline bounds every request, database retries included, so an answer
+// (if only "unavailable") always comes before a proxy gives up.
+func (s *server) deadline(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), s.cfg.RequestTimeout)
+		defer cancel()
+		next.ServeHTTP(w, r.WithContext(ctx))
+	})
+}

@@ -1,0 +1,489 @@
+package web_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/PuerkitoBio/goquery"
+
+	"github.com/hitcounter/hitcounter/assets"
+	"github.com/hitcounter/hitcounter/db"
+	"github.com/hitcounter/hitcounter/internal/testdb"
+	"github.com/hitcounter/hitcounter/web"
+)
+
+// app is the whole HTTP stack on a real database of its own.
+type app struct {
+	srv   *httptest.Server
+	dbURL string
+	store *db.Store
+	logs  *syncBuffer
+}
+
+func newApp(t *testing.T, cfg web.Config) *app {
+	t.Helper()
+	return newAppOn(t, cfg, testdb.NewMigrated(t))
+}
+
+// newAppOn serves the app against storeURL; dbURL stays the database the
+// test reads directly.
+func newAppOn(t *testing.T, cfg web.Config, storeURL string) *app {
+	t.Helper()
+	logs := &syncBuffer{}
+	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	policy := db.DefaultRetryPolicy()
+	policy.InitialDelay = 5 * time.Millisecond
+	policy.MaxDelay = 20 * time.Millisecond
+	store, err := db.Open(storeURL, policy, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(store.Close)
+	h, err := web.NewServer(cfg, store, assets.FS, assets.HTMX, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("server logs:\n%s", logs.String())
+		}
+	})
+	return &app{srv: srv, dbURL: storeURL, store: store, logs: logs}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// do sends a request and returns the response with its body read.
+func (a *app) do(t *testing.T, method, path string, body io.Reader, header map[string]string) (*http.Response, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, a.srv.URL+path, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	client := &http.Client{
+		Timeout:       10 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("%s %s: read body: %v", method, path, err)
+	}
+	return resp, string(b)
+}
+
+var htmx = map[string]string{"HX-Request": "true"}
+
+func parse(t *testing.T, body string) *goquery.Document {
+	t.Helper()
+	doc, err := goquery.NewDocumentFromReader(strings.NewReader(body))
+	if err != nil {
+		t.Fatalf("parse HTML: %v", err)
+	}
+	return doc
+}
+
+// countIn reads the number in #count.
+func countIn(t *testing.T, body string) int64 {
+	t.Helper()
+	sel := parse(t, body).Find("#count")
+	if sel.Length() != 1 {
+		t.Fatalf("want exactly one #count, got %d in:\n%s", sel.Length(), body)
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(sel.Text()), 10, 64)
+	if err != nil {
+		t.Fatalf("#count is %q, not a number", sel.Text())
+	}
+	return n
+}
+
+func wantStatus(t *testing.T, resp *http.Response, want int) {
+	t.Helper()
+	if resp.StatusCode != want {
+		t.Fatalf("%s %s: status %d, want %d", resp.Request.Method, resp.Request.URL.Path, resp.StatusCode, want)
+	}
+}
+
+func TestPageCountsEachView(t *testing.T) {
+	a := newApp(t, web.Config{})
+	for want := int64(1); want <= 3; want++ {
+		resp, body := a.do(t, "GET", "/", nil, nil)
+		wantStatus(t, resp, 200)
+		if got := countIn(t, body); got != want {
+			t.Fatalf("view %d shows %d", want, got)
+		}
+	}
+	if got := testdb.Hits(t, a.dbURL, "main"); got != 3 {
+		t.Fatalf("database has %d hits after 3 views, want 3", got)
+	}
+}
+
+func TestPageMarkup(t *testing.T) {
+	a := newApp(t, web.Config{PollInterval: 1500 * time.Millisecond})
+	resp, body := a.do(t, "GET", "/", nil, nil)
+	wantStatus(t, resp, 200)
+	if ct := resp.Header.Get("Content-Type"); ct != "text/html; charset=utf-8" {
+		t.Errorf("Content-Type %q", ct)
+	}
+	if cc := resp.Header.Get("Cache-Control"); cc != "no-store" {
+		t.Errorf("Cache-Control %q, want no-store", cc)
+	}
+	doc := parse(t, body)
+	if got := strings.Join(strings.Fields(doc.Find("#counter").Text()), " "); got != "This page has been seen 1 time" {
+		t.Errorf("counter text %q", got)
+	}
+	checks := []struct{ sel, attr, want string }{
+		{"#counter", "hx-get", "/count"},
+		{"#counter", "hx-trigger", "every 1500ms"},
+		{"#counter", "hx-swap", "outerHTML"},
+		{"form", "method", "post"},
+		{"form", "action", "/hit"},
+		{"form", "hx-post", "/hit"},
+		{"form", "hx-target", "#counter"},
+		{"form", "hx-swap", "outerHTML"},
+		{"script", "src", "/static/" + assets.HTMX},
+		{`link[rel="stylesheet"]`, "href", "/static/style.css"},
+		{`link[rel="icon"]`, "href", "/static/favicon.svg"},
+	}
+	for _, c := range checks {
+		got, ok := doc.Find(c.sel).Attr(c.attr)
+		if !ok || got != c.want {
+			t.Errorf("%s[%s] = %q, want %q", c.sel, c.attr, got, c.want)
+		}
+	}
+	if doc.Find("form button[type=submit]").Text() != "+1" {
+		t.Errorf("no +1 submit button in the form")
+	}
+	// The CSP forbids inline code: the page must not carry any.
+	if n := doc.Find("script:not([src]), style, [style]").Length(); n != 0 {
+		t.Errorf("%d inline scripts or styles in the page", n)
+	}
+}
+
+func TestCountPollReadsWithoutCounting(t *testing.T) {
+	a := newApp(t, web.Config{})
+	a.do(t, "GET", "/", nil, nil) // 1
+	for range 3 {
+		resp, body := a.do(t, "GET", "/count", nil, htmx)
+		wantStatus(t, resp, 200)
+		if got := countIn(t, body); got != 1 {
+			t.Fatalf("poll shows %d, want 1", got)
+		}
+		if id, _ := parse(t, body).Find("body > p").Attr("id"); id != "counter" {
+			t.Fatalf("poll answer is not the #counter fragment:\n%s", body)
+		}
+		if strings.Contains(body, "<html") {
+			t.Fatalf("poll answered a whole page, want the fragment")
+		}
+	}
+	if got := testdb.Hits(t, a.dbURL, "main"); got != 1 {
+		t.Fatalf("polls changed the count to %d", got)
+	}
+}
+
+func TestHitWithHTMXReturnsFragment(t *testing.T) {
+	a := newApp(t, web.Config{})
+	for want := int64(1); want <= 2; want++ {
+		resp, body := a.do(t, "POST", "/hit", nil, htmx)
+		wantStatus(t, resp, 200)
+		if got := countIn(t, body); got != want {
+			t.Fatalf("hit %d answered %d", want, got)
+		}
+		if strings.Contains(body, "<html") {
+			t.Fatalf("htmx hit answered a whole page, want the fragment")
+		}
+		if !strings.Contains(resp.Header.Get("Vary"), "HX-Request") {
+			t.Errorf("Vary %q lacks HX-Request", resp.Header.Get("Vary"))
+		}
+	}
+}
+
+// Without JavaScript the form posts, is redirected, and the page it lands
+// on shows the click's hit without counting the redirect as another view.
+func TestHitWithoutJavaScriptRedirects(t *testing.T) {
+	a := newApp(t, web.Config{})
+	form := map[string]string{"Content-Type": "application/x-www-form-urlencoded"}
+	resp, _ := a.do(t, "POST", "/hit", strings.NewReader(""), form)
+	wantStatus(t, resp, http.StatusSeeOther)
+	loc := resp.Header.Get("Location")
+	if u, err := url.Parse(loc); err != nil || u.Path != "/" {
+		t.Fatalf("redirect to %q, want the page", loc)
+	}
+	resp, body := a.do(t, "GET", loc, nil, nil)
+	wantStatus(t, resp, 200)
+	if got := countIn(t, body); got != 1 {
+		t.Fatalf("page after the click shows %d, want 1", got)
+	}
+	if got := testdb.Hits(t, a.dbURL, "main"); got != 1 {
+		t.Fatalf("database has %d hits after one click, want 1", got)
+	}
+}
+
+func TestHeadReadsWithoutCounting(t *testing.T) {
+	a := newApp(t, web.Config{})
+	resp, body := a.do(t, "HEAD", "/", nil, nil)
+	wantStatus(t, resp, 200)
+	if body != "" {
+		t.Errorf("HEAD answered a body")
+	}
+	if got := testdb.Hits(t, a.dbURL, "main"); got != 0 {
+		t.Fatalf("HEAD counted: %d hits", got)
+	}
+}
+
+// 50 clients × 200 clicks through HTTP: every click counted exactly once
+// and every client sees its own value.
+func TestConcurrentHitsAreExact(t *testing.T) {
+	const clients, perClient = 50, 200
+	a := newApp(t, web.Config{})
+	start := testdb.Hits(t, a.dbURL, "main")
+	tr := &http.Transport{MaxIdleConnsPerHost: clients}
+	t.Cleanup(tr.CloseIdleConnections)
+	client := &http.Client{Transport: tr, Timeout: 30 * time.Second}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	values := make(chan int64, clients*perClient)
+	errs := make(chan error, clients)
+	began := time.Now()
+	var wg sync.WaitGroup
+	for range clients {
+		wg.Go(func() {
+			for range perClient {
+				req, _ := http.NewRequestWithContext(ctx, "POST", a.srv.URL+"/hit", nil)
+				req.Header.Set("HX-Request", "true")
+				resp, err := client.Do(req)
+				if err != nil {
+					errs <- err
+					return
+				}
+				body, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if err != nil || resp.StatusCode != 200 {
+					errs <- &statusErr{resp.StatusCode, string(body), err}
+					return
+				}
+				doc, _ := goquery.NewDocumentFromReader(strings.NewReader(string(body)))
+				n, err := strconv.ParseInt(strings.TrimSpace(doc.Find("#count").Text()), 10, 64)
+				if err != nil {
+					errs <- err
+					return
+				}
+				values <- n
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(began)
+	close(values)
+	close(errs)
+	for err := range errs {
+		t.Fatalf("a client failed: %v", err)
+	}
+	seen := make(map[int64]bool, clients*perClient)
+	for n := range values {
+		if seen[n] {
+			t.Fatalf("value %d answered twice", n)
+		}
+		if n <= start || n > start+clients*perClient {
+			t.Fatalf("value %d outside (%d, %d]", n, start, start+clients*perClient)
+		}
+		seen[n] = true
+	}
+	if len(seen) != clients*perClient {
+		t.Fatalf("%d distinct values, want %d", len(seen), clients*perClient)
+	}
+	if got := testdb.Hits(t, a.dbURL, "main"); got != start+clients*perClient {
+		t.Fatalf("database has %d hits, want %d", got, start+clients*perClient)
+	}
+	t.Logf("%d increments by %d clients in %v: %.0f increments/s", clients*perClient, clients, elapsed.Round(time.Millisecond),
+		float64(clients*perClient)/elapsed.Seconds())
+}
+
+type statusErr struct {
+	status int
+	body   string
+	err    error
+}
+
+func (e *statusErr) Error() string {
+	return "status " + strconv.Itoa(e.status) + ": " + e.body
+}
+
+// Bad requests get their status and a clear message, and change nothing.
+func TestBadRequestsChangeNothing(t *testing.T) {
+	a := newApp(t, web.Config{MaxBodyBytes: 1024})
+	big := strings.Repeat("x=1&", 1000)
+	tests := []struct {
+		name     string
+		method   string
+		path     string
+		body     func() io.Reader
+		header   map[string]string
+		status   int
+		message  string
+		wantAllw string
+	}{
+		{name: "cross-site POST by Sec-Fetch-Site", method: "POST", path: "/hit",
+			header: map[string]string{"Sec-Fetch-Site": "cross-site", "HX-Request": "true"},
+			status: 403, message: "Cross-site requests are refused."},
+		{name: "cross-origin POST by Origin", method: "POST", path: "/hit",
+			header: map[string]string{"Origin": "https://evil.example"},
+			status: 403, message: "Cross-site requests are refused."},
+		{name: "body over the limit", method: "POST", path: "/hit",
+			body:   func() io.Reader { return strings.NewReader(big) },
+			header: map[string]string{"Content-Type": "application/x-www-form-urlencoded"},
+			status: 413, message: "The request body is too large."},
+		{name: "body over the limit, length unknown", method: "POST", path: "/hit",
+			body:   func() io.Reader { return io.MultiReader(strings.NewReader(big)) }, // hides the length: chunked
+			header: map[string]string{"Content-Type": "application/x-www-form-urlencoded"},
+			status: 413, message: "The request body is too large."},
+		{name: "malformed form", method: "POST", path: "/hit",
+			body:   func() io.Reader { return strings.NewReader("a=%zz") },
+			header: map[string]string{"Content-Type": "application/x-www-form-urlencoded"},
+			status: 400, message: "The request body is not a valid form."},
+		{name: "wrong method on the page", method: "PUT", path: "/",
+			status: 405, message: "This address does not accept PUT requests.", wantAllw: "GET, HEAD"},
+		{name: "GET on the button's address", method: "GET", path: "/hit",
+			status: 405, message: "This address does not accept GET requests.", wantAllw: "POST"},
+		{name: "unknown page", method: "GET", path: "/nope",
+			status: 404, message: "There is no page at this address."},
+		{name: "unknown static file", method: "GET", path: "/static/nope.js",
+			status: 404, message: "There is no file at this address."},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var body io.Reader
+			if tt.body != nil {
+				body = tt.body()
+			}
+			resp, text := a.do(t, tt.method, tt.path, body, tt.header)
+			wantStatus(t, resp, tt.status)
+			if got := strings.TrimSpace(parse(t, text).Find(".problem").Text()); got != tt.message {
+				t.Errorf("message %q, want %q", got, tt.message)
+			}
+			if got := resp.Header.Get("Allow"); got != tt.wantAllw {
+				t.Errorf("Allow %q, want %q", got, tt.wantAllw)
+			}
+		})
+	}
+	if got := testdb.Hits(t, a.dbURL, "main"); got != 0 {
+		t.Fatalf("bad requests changed the count to %d", got)
+	}
+}
+
+func TestSecurityHeadersEverywhere(t *testing.T) {
+	a := newApp(t, web.Config{})
+	for _, path := range []string{"/", "/count", "/nope", "/static/" + assets.HTMX, "/static/style.css", "/healthz"} {
+		resp, _ := a.do(t, "GET", path, nil, nil)
+		h := resp.Header
+		csp := h.Get("Content-Security-Policy")
+		for _, want := range []string{"default-src 'none'", "script-src 'self'", "frame-ancestors 'none'"} {
+			if !strings.Contains(csp, want) {
+				t.Errorf("%s: CSP %q lacks %q", path, csp, want)
+			}
+		}
+		if strings.Contains(csp, "unsafe-") {
+			t.Errorf("%s: CSP %q allows unsafe code", path, csp)
+		}
+		if h.Get("X-Content-Type-Options") != "nosniff" || h.Get("Referrer-Policy") == "" {
+			t.Errorf("%s: missing nosniff or Referrer-Policy: %v", path, h)
+		}
+	}
+}
+
+func TestStaticFilesCacheHeaders(t *testing.T) {
+	a := newApp(t, web.Config{})
+	resp, body := a.do(t, "GET", "/static/"+assets.HTMX, nil, nil)
+	wantStatus(t, resp, 200)
+	if cc := resp.Header.Get("Cache-Control"); cc != "public, max-age=31536000, immutable" {
+		t.Errorf("versioned file Cache-Control %q", cc)
+	}
+	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/javascript") {
+		t.Errorf("htmx Content-Type %q", ct)
+	}
+	want, _ := assets.FS.ReadFile(assets.HTMX)
+	if body != string(want) {
+		t.Errorf("htmx body differs from the embedded file")
+	}
+
+	resp, _ = a.do(t, "GET", "/static/style.css", nil, nil)
+	wantStatus(t, resp, 200)
+	etag := resp.Header.Get("ETag")
+	if cc := resp.Header.Get("Cache-Control"); cc != "no-cache" || etag == "" {
+		t.Errorf("unversioned file: Cache-Control %q, ETag %q; want no-cache with an ETag", cc, etag)
+	}
+	resp, body = a.do(t, "GET", "/static/style.css", nil, map[string]string{"If-None-Match": etag})
+	wantStatus(t, resp, http.StatusNotModified)
+	if body != "" {
+		t.Errorf("304 with a body")
+	}
+}
+
+func TestHealthAndReadiness(t *testing.T) {
+	a := newApp(t, web.Config{})
+	resp, body := a.do(t, "GET", "/healthz", nil, nil)
+	wantStatus(t, resp, 200)
+	if body != "ok\n" {
+		t.Errorf("healthz body %q", body)
+	}
+	resp, body = a.do(t, "GET", "/readyz", nil, nil)
+	wantStatus(t, resp, 200)
+	if body != "ready\n" {
+		t.Errorf("readyz body %q", body)
+	}
+
+	// A database without the schema: alive, not ready.
+	unmigrated := newAppOn(t, web.Config{}, testdb.New(t))
+	resp, _ = unmigrated.do(t, "GET", "/healthz", nil, nil)
+	wantStatus(t, resp, 200)
+	resp, body = unmigrated.do(t, "GET", "/readyz", nil, nil)
+	wantStatus(t, resp, 503)
+	if !strings.Contains(body, "not ready") {
+		t.Errorf("readyz body %q", body)
+	}
+}
+
+func TestRequestLogLine(t *testing.T) {
+	a := newApp(t, web.Config{})
+	a.do(t, "GET", "/nope", nil, nil)
+	logs := a.logs.String()
+	for _, want := range []string{"msg=request", "method=GET", "path=/nope", "status=404", "request_id=", "client_ip=127.0.0.1"} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("request log lacks %q:\n%s", want, logs)
+		}
+	}
+}
