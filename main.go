@@ -1,0 +1,214 @@
+// Command hitcounter serves a page that counts its hits in PostgreSQL.
+//
+// main only wires the operating system into run, so tests can run the whole
+// program in-process.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/hitcounter/hitcounter/assets"
+	"github.com/hitcounter/hitcounter/db"
+	"github.com/hitcounter/hitcounter/web"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args, os.Getenv, os.Stdout, os.Stderr); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
+		fmt.Fprintf(os.Stderr, "hitcounter: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+// config is everything run can be told, from flags or the environment.
+type config struct {
+	addr            string
+	databaseURL     string
+	migrate         bool
+	retry           db.RetryPolicy
+	pollInterval    time.Duration
+	requestTimeout  time.Duration
+	shutdownTimeout time.Duration
+	logLevel        string
+	logFormat       string
+	clientIPHeader  string
+	trustedProxies  string
+}
+
+// parseConfig reads flags; each flag's default comes from its environment
+// variable, so both ways work and a flag wins over the environment.
+func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
+	var c config
+	c.retry = db.DefaultRetryPolicy()
+	fs := flag.NewFlagSet(args[0], flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	envOf := map[string]string{}
+	str := func(p *string, name, env, def, usage string) {
+		fs.StringVar(p, name, def, usage+" ($"+env+")")
+		envOf[name] = env
+	}
+	dur := func(p *time.Duration, name, env string, def time.Duration, usage string) {
+		fs.DurationVar(p, name, def, usage+" ($"+env+")")
+		envOf[name] = env
+	}
+	str(&c.addr, "addr", "ADDR", ":8000", "listen address")
+	str(&c.databaseURL, "database-url", "DATABASE_URL", "", "PostgreSQL URL, postgres://user:password@host:port/db (required)")
+	fs.BoolVar(&c.migrate, "migrate", false, "apply the embedded migrations at start ($MIGRATE)")
+	envOf["migrate"] = "MIGRATE"
+	fs.IntVar(&c.retry.MaxRetries, "db-retries", c.retry.MaxRetries, "retries of a failed database transaction ($DB_RETRIES)")
+	envOf["db-retries"] = "DB_RETRIES"
+	dur(&c.retry.InitialDelay, "db-retry-initial-delay", "DB_RETRY_INITIAL_DELAY", c.retry.InitialDelay, "wait before the first retry")
+	fs.Float64Var(&c.retry.Factor, "db-retry-factor", c.retry.Factor, "backoff factor between retries ($DB_RETRY_FACTOR)")
+	envOf["db-retry-factor"] = "DB_RETRY_FACTOR"
+	dur(&c.retry.MaxDelay, "db-retry-max-delay", "DB_RETRY_MAX_DELAY", c.retry.MaxDelay, "cap on one wait between retries")
+	fs.Float64Var(&c.retry.Jitter, "db-retry-jitter", c.retry.Jitter, "random fraction taken off each wait, 0 to 1 ($DB_RETRY_JITTER)")
+	envOf["db-retry-jitter"] = "DB_RETRY_JITTER"
+	dur(&c.pollInterval, "poll-interval", "POLL_INTERVAL", 2*time.Second, "how often pages refresh the count")
+	dur(&c.requestTimeout, "request-timeout", "REQUEST_TIMEOUT", 3*time.Second, "deadline of one request, retries included")
+	dur(&c.shutdownTimeout, "shutdown-timeout", "SHUTDOWN_TIMEOUT", 10*time.Second, "how long shutdown waits for requests in flight")
+	str(&c.logLevel, "log-level", "LOG_LEVEL", "info", "debug, info, warn or error")
+	str(&c.logFormat, "log-format", "LOG_FORMAT", "text", "text or json")
+	str(&c.clientIPHeader, "client-ip-header", "CLIENT_IP_HEADER", "", "header a trusted reverse proxy sets to the client IP, e.g. X-Real-IP; empty when exposed directly")
+	str(&c.trustedProxies, "trusted-proxies", "TRUSTED_PROXIES", "", "comma-separated CIDRs allowed to set the client IP header; empty trusts any peer")
+
+	// Environment first, so flags given on the command line override it.
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		env := envOf[f.Name]
+		if v := getenv(env); v != "" && envErr == nil {
+			if err := f.Value.Set(v); err != nil {
+				envErr = fmt.Errorf("$%s=%q: %w", env, v, err)
+			}
+		}
+	})
+	if envErr != nil {
+		return c, envErr
+	}
+	if err := fs.Parse(args[1:]); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	switch {
+	case c.databaseURL == "":
+		return c, errors.New("no database: set DATABASE_URL or -database-url (`make run` starts a local PostgreSQL for you)")
+	case c.pollInterval < 100*time.Millisecond:
+		return c, fmt.Errorf("poll interval %s is too short (minimum 100ms)", c.pollInterval)
+	case c.requestTimeout <= 0:
+		return c, fmt.Errorf("request timeout must be > 0, got %s", c.requestTimeout)
+	}
+	if err := c.retry.Validate(); err != nil {
+		return c, err
+	}
+	return c, nil
+}
+
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("log level %q: want debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: l}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("log format %q: want text or json", format)
+}
+
+// run is the whole program. It serves until ctx is done, then shuts down
+// gracefully. It prints "listening on http://ADDR" to stdout once the
+// listener is open.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	cfg, err := parseConfig(args, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(stderr, cfg.logLevel, cfg.logFormat)
+	if err != nil {
+		return err
+	}
+
+	store, err := db.Open(cfg.databaseURL, cfg.retry, log)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	if err := store.Ping(ctx); err != nil {
+		return fmt.Errorf("database: %w", err)
+	}
+	if cfg.migrate {
+		if err := store.Migrate(ctx); err != nil {
+			return err
+		}
+	}
+
+	var trusted []string
+	for p := range strings.SplitSeq(cfg.trustedProxies, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			trusted = append(trusted, p)
+		}
+	}
+	handler, err := web.NewServer(web.Config{
+		PollInterval:   cfg.pollInterval,
+		RequestTimeout: cfg.requestTimeout,
+		ClientIPHeader: cfg.clientIPHeader,
+		TrustedProxies: trusted,
+	}, store, assets.FS, assets.HTMX, log)
+	if err != nil {
+		return err
+	}
+
+	ln, err := net.Listen("tcp", cfg.addr)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		// Longer than the request deadline, so the deadline answers first.
+		WriteTimeout:   cfg.requestTimeout + 5*time.Second,
+		IdleTimeout:    2 * time.Minute,
+		MaxHeaderBytes: 16 << 10,
+		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		BaseContext:    func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	log.Info("listening", "addr", ln.Addr().String())
+	fmt.Fprintf(stdout, "listening on http://%s\n", ln.Addr())
+
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	select {
+	case err := <-serveErr:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down", "timeout", cfg.shutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.shutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	log.Info("stopped")
+	return nil
+}

@@ -1,0 +1,191 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hitcounter/hitcounter/db"
+	"github.com/hitcounter/hitcounter/internal/testdb"
+)
+
+// startRun runs the whole program as main would, on 127.0.0.1:0, and
+// returns its base URL once it listens. The program is stopped, and its
+// return checked, when the test ends.
+func startRun(t *testing.T, env map[string]string, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	stdoutR, stdoutW := io.Pipe()
+	logs := &strings.Builder{}
+	logsDone := make(chan struct{})
+	stderrR, stderrW := io.Pipe()
+	go func() {
+		defer close(logsDone)
+		b, _ := io.ReadAll(stderrR)
+		logs.Write(b)
+	}()
+	getenv := func(k string) string { return env[k] }
+	done := make(chan error, 1)
+	go func() {
+		err := run(ctx, append([]string{"hitcounter", "-addr", "127.0.0.1:0"}, args...), getenv, stdoutW, stderrW)
+		stdoutW.Close()
+		stderrW.Close()
+		done <- err
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("run returned %v after shutdown", err)
+			}
+		case <-time.After(15 * time.Second):
+			t.Errorf("run did not return within 15s of the shutdown signal")
+		}
+		<-logsDone
+		if t.Failed() {
+			t.Logf("program logs:\n%s", logs.String())
+		}
+	})
+
+	addr := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdoutR)
+		for sc.Scan() {
+			if a, ok := strings.CutPrefix(sc.Text(), "listening on "); ok {
+				addr <- a
+			}
+		}
+		close(addr)
+	}()
+	select {
+	case a, ok := <-addr:
+		if !ok {
+			t.Fatalf("program ended before listening: %v", <-done)
+		}
+		return a
+	case <-time.After(30 * time.Second):
+		t.Fatal("program did not listen within 30s")
+	}
+	return ""
+}
+
+// waitHealthy polls /healthz until it answers 200, with a deadline.
+func waitHealthy(t *testing.T, base string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get(base + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/healthz not OK within 10s (last error %v)", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	c := &http.Client{Timeout: 10 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// The whole program: configuration from the environment, migration at
+// start, serving, graceful shutdown.
+func TestRunServesMigratesAndShutsDown(t *testing.T) {
+	dbURL := testdb.New(t) // empty: the program migrates it
+	base := startRun(t, map[string]string{"DATABASE_URL": dbURL, "MIGRATE": "true", "LOG_FORMAT": "json"})
+	waitHealthy(t, base)
+
+	if status, body := get(t, base+"/readyz"); status != 200 {
+		t.Fatalf("readyz %d %q after -migrate", status, body)
+	}
+	status, body := get(t, base+"/")
+	if status != 200 || !strings.Contains(body, `<strong id="count">1</strong>`) {
+		t.Fatalf("page: %d\n%s", status, body)
+	}
+	if got := testdb.Hits(t, dbURL, "main"); got != 1 {
+		t.Fatalf("database has %d hits after one view", got)
+	}
+}
+
+// The poll interval from the environment reaches the page; a flag wins
+// over the environment.
+func TestRunFlagsOverrideEnvironment(t *testing.T) {
+	dbURL := testdb.NewMigrated(t)
+	base := startRun(t, map[string]string{"DATABASE_URL": dbURL, "POLL_INTERVAL": "7s"}, "-poll-interval", "5s")
+	_, body := get(t, base+"/count")
+	if !strings.Contains(body, `hx-trigger="every 5s"`) {
+		t.Fatalf("flag -poll-interval 5s not applied:\n%s", body)
+	}
+}
+
+func TestRunRejectsBadConfiguration(t *testing.T) {
+	good := testdb.ServerURL(t)
+	tests := []struct {
+		name string
+		env  map[string]string
+		args []string
+		want string
+	}{
+		{"no database", map[string]string{}, nil, "set DATABASE_URL"},
+		{"bad retries", map[string]string{"DATABASE_URL": good, "DB_RETRIES": "lots"}, nil, "$DB_RETRIES"},
+		{"negative retries", map[string]string{"DATABASE_URL": good, "DB_RETRIES": "-1"}, nil, "retries must be ≥ 0"},
+		{"factor below 1", map[string]string{"DATABASE_URL": good}, []string{"-db-retry-factor", "0.5"}, "backoff factor"},
+		{"jitter above 1", map[string]string{"DATABASE_URL": good, "DB_RETRY_JITTER": "2"}, nil, "jitter"},
+		{"bad duration", map[string]string{"DATABASE_URL": good, "POLL_INTERVAL": "often"}, nil, "$POLL_INTERVAL"},
+		{"bad log level", map[string]string{"DATABASE_URL": good, "LOG_LEVEL": "loud"}, nil, "log level"},
+		{"bad database URL", map[string]string{"DATABASE_URL": "postgres://u:secret@[::1"}, nil, "invalid database URL"},
+		{"bad trusted proxy", map[string]string{"DATABASE_URL": good, "CLIENT_IP_HEADER": "X-Real-IP", "TRUSTED_PROXIES": "10.0.0.0/99"}, nil, "trusted proxy"},
+		{"stray argument", map[string]string{"DATABASE_URL": good}, []string{"extra"}, "unexpected arguments"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			args := append([]string{"hitcounter", "-addr", "127.0.0.1:0"}, tt.args...)
+			err := run(ctx, args, func(k string) string { return tt.env[k] }, io.Discard, io.Discard)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("run error %v, want one mentioning %q", err, tt.want)
+			}
+			if strings.Contains(err.Error(), "secret") {
+				t.Fatalf("error leaks the password: %v", err)
+			}
+		})
+	}
+}
+
+// A database that does not answer at start is reported, after the retries,
+// instead of serving a broken app.
+func TestRunFailsWhenDatabaseUnreachable(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := "postgres://u:p@" + ln.Addr().String() + "/x?sslmode=disable"
+	ln.Close() // nothing listens there now
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	env := map[string]string{"DATABASE_URL": dead, "DB_RETRIES": "2", "DB_RETRY_INITIAL_DELAY": "1ms"}
+	err = run(ctx, []string{"hitcounter", "-addr", "127.0.0.1:0"}, func(k string) string { return env[k] }, io.Discard, io.Discard)
+	if !errors.Is(err, db.ErrUnavailable) {
+		t.Fatalf("run error %v, want one wrapping db.ErrUnavailable", err)
+	}
+}
