@@ -1,0 +1,53 @@
+# The two commands of the README: `make run` and `make test`.
+# Both set up what they need on a fresh machine (see scripts/deps).
+
+GO    ?= go
+BIN   := bin/hitcounter
+PGDIR := .pgdata
+
+.PHONY: run test build generate check-generated lint bench db-stop clean
+
+## run: build, start a local PostgreSQL unless DATABASE_URL is set, migrate, serve on :8000
+run: build
+	@scripts/deps postgresql
+	@if [ -z "$$DATABASE_URL" ]; then \
+		DATABASE_URL=$$(scripts/pg start $(PGDIR)) || exit 1; export DATABASE_URL; \
+		echo "using a local PostgreSQL in $(PGDIR)/ (stop it with: make db-stop)"; \
+	fi; \
+	exec ./$(BIN) -migrate
+
+## test: everything CI checks: generated files, gofmt, vet, all tests on a throwaway PostgreSQL
+test: check-generated lint
+	@scripts/deps postgresql chromium
+	scripts/with-test-db $(GO) test -race -count=1 -timeout 20m ./...
+
+build: generate
+	$(GO) build -trimpath -o $(BIN) .
+
+generate:
+	@out=$$($(GO) tool templ generate 2>&1) || { echo "$$out"; exit 1; }
+
+## check-generated: fail when templ would change the *_templ.go files (stale in the commit)
+check-generated:
+	@state() { git status --porcelain -- '*_templ.go'; git diff -- '*_templ.go'; }; \
+	before=$$(state); out=$$($(GO) tool templ generate 2>&1) || { echo "$$out"; exit 1; }; after=$$(state); \
+	if [ "$$before" != "$$after" ]; then \
+		echo "generated *_templ.go files were stale; 'go tool templ generate' refreshed them: commit them"; \
+		git status --short -- '*_templ.go'; exit 1; \
+	fi
+
+lint:
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
+	$(GO) vet ./...
+
+## bench: increment and read benchmarks against a throwaway PostgreSQL
+bench:
+	@scripts/deps postgresql
+	scripts/with-test-db $(GO) test -run '^$$' -bench . -benchtime 2s ./...
+
+db-stop:
+	@scripts/pg stop $(PGDIR)
+
+clean: db-stop
+	rm -rf bin $(PGDIR)
