@@ -49,6 +49,7 @@ type config struct {
 	logFormat       string
 	clientIPHeader  string
 	trustedProxies  string
+	probe           string
 }
 
 // parseConfig reads flags; each flag's default comes from its environment
@@ -87,6 +88,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	str(&c.clientIPHeader, "client-ip-header", "CLIENT_IP_HEADER", "", "header a trusted reverse proxy sets to the client IP, e.g. X-Real-IP; empty when exposed directly")
 	str(&c.trustedProxies, "trusted-proxies", "TRUSTED_PROXIES", "", "comma-separated CIDRs allowed to set the client IP header; empty trusts any peer")
 
+	fs.StringVar(&c.probe, "probe", "", "only GET this URL and exit 0 if it answers 200: a health check for images without curl")
+
 	// Environment first, so flags given on the command line override it.
 	var envErr error
 	fs.VisitAll(func(f *flag.Flag) {
@@ -105,6 +108,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	}
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	if c.probe != "" {
+		return c, nil // the probe needs nothing else
 	}
 	switch {
 	case c.databaseURL == "":
@@ -142,6 +148,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	cfg, err := parseConfig(args, getenv, stderr)
 	if err != nil {
 		return err
+	}
+	if cfg.probe != "" {
+		return probe(ctx, cfg.probe, stdout)
 	}
 	log, err := newLogger(stderr, cfg.logLevel, cfg.logFormat)
 	if err != nil {
@@ -210,5 +219,26 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return fmt.Errorf("shutdown: %w", err)
 	}
 	log.Info("stopped")
+	return nil
+}
+
+// probe is the container health check: the runtime image has no shell or
+// curl, so the binary checks its own endpoint.
+func probe(ctx context.Context, url string, stdout io.Writer) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return fmt.Errorf("probe: %w", err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("probe: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("probe: %s answered %s", url, resp.Status)
+	}
+	fmt.Fprintf(stdout, "%s: %s\n", url, resp.Status)
 	return nil
 }

@@ -189,3 +189,16 @@ func TestRunFailsWhenDatabaseUnreachable(t *testing.T) {
 		t.Fatalf("run error %v, want one wrapping db.ErrUnavailable", err)
 	}
 }
+
+// -probe is the container health check: exit status from one GET.
+func TestRunProbe(t *testing.T) {
+	base := startRun(t, map[string]string{"DATABASE_URL": testdb.NewMigrated(t)})
+	ctx := context.Background()
+	if err := run(ctx, []string{"hitcounter", "-probe", base + "/readyz"}, func(string) string { return "" }, io.Discard, io.Discard); err != nil {
+		t.Fatalf("probe of a ready server: %v", err)
+	}
+	err := run(ctx, []string{"hitcounter", "-probe", base + "/nope"}, func(string) string { return "" }, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "404") {
+		t.Fatalf("probe of a 404: %v, want an error naming the status", err)
+	}
+}
