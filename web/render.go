@@ -16,8 +16,8 @@ import (
 // one place (handle) turns errors into responses.
 type handlerFunc func(w http.ResponseWriter, r *http.Request) error
 
-// handle adapts a handlerFunc: an error becomes an error page (or a plain
-// text answer for non-HTML clients) and is noted for the request log.
+// handle adapts a handlerFunc: an error becomes an error page (the counter
+// fragment for htmx) and is noted for the request log.
 func (s *server) handle(h handlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		err := h(w, r)
@@ -26,11 +26,13 @@ func (s *server) handle(h handlerFunc) http.HandlerFunc {
 		}
 		noteError(r, err)
 		status, msg := problem(err)
-		if status == http.StatusServiceUnavailable {
-			w.Header().Set("Retry-After", "2")
+		// htmx swaps error answers too (htmx 4), and its only target is the
+		// counter: answer with the counter showing the message, still polling.
+		page := views.ErrorPage(views.Error{Assets: s.assets, Status: status, Title: http.StatusText(status), Message: msg})
+		if isHTMX(r) {
+			page = views.CounterFragment(views.Counter{Problem: msg, PollEvery: s.cfg.PollInterval})
 		}
-		title := http.StatusText(status)
-		if err := s.render(w, r, status, views.ErrorPage(views.Error{Assets: s.assets, Status: status, Title: title, Message: msg})); err != nil {
+		if err := s.render(w, r, status, page); err != nil {
 			noteError(r, err)
 		}
 	}
@@ -49,6 +51,9 @@ func (s *server) render(w http.ResponseWriter, r *http.Request, status int, c te
 	h.Set("Content-Length", strconv.Itoa(buf.Len()))
 	// Counts change all the time: never show a stored copy.
 	h.Set("Cache-Control", "no-store")
+	if status == http.StatusServiceUnavailable {
+		h.Set("Retry-After", "2")
+	}
 	w.WriteHeader(status)
 	if r.Method == http.MethodHead {
 		return nil

@@ -405,6 +405,21 @@ func TestBadRequestsChangeNothing(t *testing.T) {
 	}
 }
 
+// htmx swaps error answers into the counter, so they must be the counter
+// fragment (still polling), not a whole page.
+func TestErrorsForHTMXAreCounterFragments(t *testing.T) {
+	a := newApp(t, web.Config{MaxBodyBytes: 16})
+	resp, body := a.do(t, "POST", "/hit", strings.NewReader(strings.Repeat("x", 100)), htmx)
+	wantStatus(t, resp, 413)
+	doc := parse(t, body)
+	if strings.Contains(body, "<html") || doc.Find("#counter[hx-get='/count'][hx-trigger]").Length() != 1 {
+		t.Fatalf("413 for htmx is not the polling counter fragment:\n%s", body)
+	}
+	if got := doc.Find("#counter .problem").Text(); got != "The request body is too large." {
+		t.Fatalf("message %q", got)
+	}
+}
+
 func TestSecurityHeadersEverywhere(t *testing.T) {
 	a := newApp(t, web.Config{})
 	for _, path := range []string{"/", "/count", "/nope", "/static/" + assets.HTMX, "/static/style.css", "/healthz"} {
