@@ -3,9 +3,12 @@ package assets
 import (
 	"bufio"
 	"bytes"
+	"compress/gzip"
 	"crypto/sha256"
 	"encoding/hex"
+	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -48,6 +51,36 @@ func TestVersioned(t *testing.T) {
 	} {
 		if got := Versioned(name); got != want {
 			t.Errorf("Versioned(%q) = %v, want %v", name, got, want)
+		}
+	}
+}
+
+// A .gz twin (for nginx's gzip_static) must hold exactly its original.
+func TestGzipTwins(t *testing.T) {
+	twins, _ := filepath.Glob("*.gz")
+	if len(twins) == 0 {
+		t.Fatal("no .gz twin: nginx's gzip_static expects one for " + HTMX)
+	}
+	for _, gz := range twins {
+		f, err := os.Open(gz)
+		if err != nil {
+			t.Fatal(err)
+		}
+		zr, err := gzip.NewReader(f)
+		if err != nil {
+			t.Fatalf("%s: %v", gz, err)
+		}
+		got, err := io.ReadAll(zr)
+		f.Close()
+		if err != nil {
+			t.Fatalf("%s: %v", gz, err)
+		}
+		want, err := os.ReadFile(strings.TrimSuffix(gz, ".gz"))
+		if err != nil {
+			t.Fatalf("%s has no original: %v", gz, err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("%s does not hold its original: regenerate with gzip -9 -k -n -f %s", gz, strings.TrimSuffix(gz, ".gz"))
 		}
 	}
 }
