@@ -16,9 +16,10 @@ run: build
 	fi; \
 	exec ./$(BIN) -migrate
 
-## test: everything CI checks: generated files, gofmt, vet, all tests on a throwaway PostgreSQL
+## test: everything CI checks: generated files, gofmt, vet, all tests on a throwaway PostgreSQL,
+##       real nginx and headless Chromium
 test: check-generated lint
-	@scripts/deps postgresql chromium
+	@scripts/deps postgresql chromium nginx
 	scripts/with-test-db $(GO) test -race -count=1 -timeout 20m ./...
 
 build: generate

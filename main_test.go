@@ -2,12 +2,14 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"io"
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -15,27 +17,24 @@ import (
 	"github.com/hitcounter/hitcounter/internal/testdb"
 )
 
-// startRun runs the whole program as main would, on 127.0.0.1:0, and
-// returns its base URL once it listens. The program is stopped, and its
-// return checked, when the test ends.
-func startRun(t *testing.T, env map[string]string, args ...string) string {
+// program is the whole program running in-process, as main would run it.
+type program struct {
+	base string // http://127.0.0.1:PORT
+	logs *lockedBuffer
+}
+
+// startRun runs the program on 127.0.0.1:0 and returns once it listens.
+// The program is stopped, and its return checked, when the test ends.
+func startRun(t *testing.T, env map[string]string, args ...string) *program {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	stdoutR, stdoutW := io.Pipe()
-	logs := &strings.Builder{}
-	logsDone := make(chan struct{})
-	stderrR, stderrW := io.Pipe()
-	go func() {
-		defer close(logsDone)
-		b, _ := io.ReadAll(stderrR)
-		logs.Write(b)
-	}()
+	logs := &lockedBuffer{}
 	getenv := func(k string) string { return env[k] }
 	done := make(chan error, 1)
 	go func() {
-		err := run(ctx, append([]string{"hitcounter", "-addr", "127.0.0.1:0"}, args...), getenv, stdoutW, stderrW)
+		err := run(ctx, append([]string{"hitcounter", "-addr", "127.0.0.1:0"}, args...), getenv, stdoutW, logs)
 		stdoutW.Close()
-		stderrW.Close()
 		done <- err
 	}()
 	t.Cleanup(func() {
@@ -48,7 +47,6 @@ func startRun(t *testing.T, env map[string]string, args ...string) string {
 		case <-time.After(15 * time.Second):
 			t.Errorf("run did not return within 15s of the shutdown signal")
 		}
-		<-logsDone
 		if t.Failed() {
 			t.Logf("program logs:\n%s", logs.String())
 		}
@@ -69,11 +67,28 @@ func startRun(t *testing.T, env map[string]string, args ...string) string {
 		if !ok {
 			t.Fatalf("program ended before listening: %v", <-done)
 		}
-		return a
+		return &program{base: a, logs: logs}
 	case <-time.After(30 * time.Second):
 		t.Fatal("program did not listen within 30s")
 	}
-	return ""
+	return nil
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // waitHealthy polls /healthz until it answers 200, with a deadline.
@@ -111,7 +126,7 @@ func get(t *testing.T, url string) (int, string) {
 // start, serving, graceful shutdown.
 func TestRunServesMigratesAndShutsDown(t *testing.T) {
 	dbURL := testdb.New(t) // empty: the program migrates it
-	base := startRun(t, map[string]string{"DATABASE_URL": dbURL, "MIGRATE": "true", "LOG_FORMAT": "json"})
+	base := startRun(t, map[string]string{"DATABASE_URL": dbURL, "MIGRATE": "true", "LOG_FORMAT": "json"}).base
 	waitHealthy(t, base)
 
 	if status, body := get(t, base+"/readyz"); status != 200 {
@@ -130,7 +145,7 @@ func TestRunServesMigratesAndShutsDown(t *testing.T) {
 // over the environment.
 func TestRunFlagsOverrideEnvironment(t *testing.T) {
 	dbURL := testdb.NewMigrated(t)
-	base := startRun(t, map[string]string{"DATABASE_URL": dbURL, "POLL_INTERVAL": "7s"}, "-poll-interval", "5s")
+	base := startRun(t, map[string]string{"DATABASE_URL": dbURL, "POLL_INTERVAL": "7s"}, "-poll-interval", "5s").base
 	_, body := get(t, base+"/count")
 	if !strings.Contains(body, `hx-trigger="every 5s"`) {
 		t.Fatalf("flag -poll-interval 5s not applied:\n%s", body)
@@ -192,7 +207,7 @@ func TestRunFailsWhenDatabaseUnreachable(t *testing.T) {
 
 // -probe is the container health check: exit status from one GET.
 func TestRunProbe(t *testing.T) {
-	base := startRun(t, map[string]string{"DATABASE_URL": testdb.NewMigrated(t)})
+	base := startRun(t, map[string]string{"DATABASE_URL": testdb.NewMigrated(t)}).base
 	ctx := context.Background()
 	if err := run(ctx, []string{"hitcounter", "-probe", base + "/readyz"}, func(string) string { return "" }, io.Discard, io.Discard); err != nil {
 		t.Fatalf("probe of a ready server: %v", err)

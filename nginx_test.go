@@ -1,0 +1,509 @@
+package main
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hitcounter/hitcounter/assets"
+	"github.com/hitcounter/hitcounter/internal/testdb"
+)
+
+// proxied is the production topology on this machine: the real nginx from
+// the system package running the repository's nginx.conf, in front of the
+// whole program and a real PostgreSQL.
+type proxied struct {
+	app        *program
+	dbURL      string
+	httpURL    string // nginx's port 80 stand-in
+	httpsURL   string // nginx's port 443 stand-in
+	ca         *x509.CertPool
+	nginxLogs  *lockedBuffer
+	webrootDir string
+}
+
+func nginxBinary(t *testing.T) string {
+	t.Helper()
+	for _, p := range []string{"nginx", "/usr/sbin/nginx"} {
+		if path, err := exec.LookPath(p); err == nil {
+			return path
+		}
+	}
+	t.Fatal("nginx not found: install it (Debian: apt-get install nginx); `make test` does so when run as root")
+	return ""
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// worldReadableDir is a temp dir nginx's unprivileged workers can read.
+func worldReadableDir(t *testing.T) string {
+	t.Helper()
+	// Not t.TempDir: its parent folder is private to this user.
+	d, err := os.MkdirTemp("", "hitcounter-nginx-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(d) })
+	if err := os.Chmod(d, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// selfSignedCert writes a certificate pair for localhost and 127.0.0.1,
+// named as certbot names them, and returns a pool that trusts it.
+func selfSignedCert(t *testing.T, dir string) *x509.CertPool {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "localhost"},
+		DNSNames:              []string{"localhost"},
+		IPAddresses:           []net.IP{net.ParseIP("127.0.0.1")},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(24 * time.Hour),
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write := func(name, typ string, b []byte) {
+		if err := os.WriteFile(filepath.Join(dir, name), pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: b}), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("fullchain.pem", "CERTIFICATE", der)
+	write("privkey.pem", "PRIVATE KEY", keyDER)
+	cert, _ := x509.ParseCertificate(der)
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	return pool
+}
+
+// nginxConf is the repository's nginx.conf with only addresses and paths
+// replaced. Each replaced text must occur exactly once, so a change to
+// nginx.conf that this test would no longer cover fails here.
+func nginxConf(t *testing.T, repl map[string]string) string {
+	t.Helper()
+	b, err := os.ReadFile("nginx.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := string(b)
+	for old, new := range repl {
+		if n := strings.Count(conf, old); n != 1 {
+			t.Fatalf("nginx.conf has %q %d times, the test expects it once", old, n)
+		}
+		conf = strings.Replace(conf, old, new, 1)
+	}
+	return conf
+}
+
+func startProxied(t *testing.T) *proxied {
+	t.Helper()
+	bin := nginxBinary(t)
+	dbURL := testdb.NewMigrated(t)
+	app := startRun(t, map[string]string{
+		"DATABASE_URL":     dbURL,
+		"CLIENT_IP_HEADER": "X-Real-IP",
+		"TRUSTED_PROXIES":  "127.0.0.1/32",
+		"LOG_LEVEL":        "debug", // so a static request reaching the app would show
+		"LOG_FORMAT":       "json",
+	})
+	waitHealthy(t, app.base)
+
+	dir := worldReadableDir(t)
+	certDir := worldReadableDir(t)
+	webroot := worldReadableDir(t)
+	ca := selfSignedCert(t, certDir)
+	assetsDir, err := filepath.Abs("assets")
+	if err != nil {
+		t.Fatal(err)
+	}
+	httpPort, httpsPort := freePort(t), freePort(t)
+	conf := nginxConf(t, map[string]string{
+		"listen 80 default_server":                       fmt.Sprintf("listen 127.0.0.1:%d default_server", httpPort),
+		"listen 443 ssl default_server":                  fmt.Sprintf("listen 127.0.0.1:%d ssl default_server", httpsPort),
+		"server web:8000;":                               "server " + strings.TrimPrefix(app.base, "http://") + ";",
+		"/srv/hitcounter/assets/":                        assetsDir + "/",
+		"/var/www/certbot":                               webroot,
+		"/etc/letsencrypt/live/hitcounter/fullchain.pem": filepath.Join(certDir, "fullchain.pem"),
+		"/etc/letsencrypt/live/hitcounter/privkey.pem":   filepath.Join(certDir, "privkey.pem"),
+		"pid /var/run/nginx.pid;":                        "pid " + filepath.Join(dir, "nginx.pid") + ";",
+	})
+	confPath := filepath.Join(dir, "nginx.conf")
+	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	// nginx -t: the configuration is valid for this nginx.
+	if out, err := exec.Command(bin, "-t", "-q", "-e", "stderr", "-c", confPath).CombinedOutput(); err != nil {
+		t.Fatalf("nginx -t: %v\n%s", err, out)
+	}
+
+	logs := &lockedBuffer{}
+	cmd := exec.Command(bin, "-e", "stderr", "-c", confPath, "-g", "daemon off;")
+	cmd.Stdout, cmd.Stderr = logs, logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGQUIT) // graceful stop
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+		if t.Failed() {
+			t.Logf("nginx logs:\n%s", logs.String())
+		}
+	})
+
+	p := &proxied{
+		app:        app,
+		dbURL:      dbURL,
+		httpURL:    fmt.Sprintf("http://127.0.0.1:%d", httpPort),
+		httpsURL:   fmt.Sprintf("https://127.0.0.1:%d", httpsPort),
+		ca:         ca,
+		nginxLogs:  logs,
+		webrootDir: webroot,
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", httpsPort), time.Second)
+		if err == nil {
+			c.Close()
+			break
+		}
+		select {
+		case err := <-exited:
+			t.Fatalf("nginx exited at start: %v\n%s", err, logs.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nginx did not listen within 10s:\n%s", logs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return p
+}
+
+// client talks to nginx from a given loopback address (127.0.0.0/8 is all
+// loopback), so tests can tell the client's address from nginx's.
+func (p *proxied) client(from string) *http.Client {
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}, Timeout: 5 * time.Second}
+	return &http.Client{
+		Timeout: 10 * time.Second,
+		Transport: &http.Transport{
+			DialContext:        d.DialContext,
+			TLSClientConfig:    &tls.Config{RootCAs: p.ca, MinVersion: tls.VersionTLS12},
+			DisableCompression: true, // the tests look at Content-Encoding themselves
+		},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}
+
+type answer struct {
+	*http.Response
+	body string
+}
+
+func send(t *testing.T, c *http.Client, method, url string, body io.Reader, header map[string]string) answer {
+	t.Helper()
+	req, err := http.NewRequest(method, url, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return answer{resp, string(b)}
+}
+
+// appRequests are the request log lines of the app, decoded.
+func appRequests(t *testing.T, logs string) []map[string]any {
+	t.Helper()
+	var lines []map[string]any
+	for _, l := range strings.Split(logs, "\n") {
+		var m map[string]any
+		if json.Unmarshal([]byte(l), &m) == nil && m["msg"] == "request" {
+			lines = append(lines, m)
+		}
+	}
+	return lines
+}
+
+func countOf(t *testing.T, body string) int64 {
+	t.Helper()
+	_, rest, ok := strings.Cut(body, `<strong id="count">`)
+	num, _, ok2 := strings.Cut(rest, "</strong>")
+	n, err := strconv.ParseInt(num, 10, 64)
+	if !ok || !ok2 || err != nil {
+		t.Fatalf("no count in:\n%s", body)
+	}
+	return n
+}
+
+func TestNginxInFront(t *testing.T) {
+	p := startProxied(t)
+	c := p.client("127.0.0.1")
+
+	t.Run("page and htmx click through the proxy", func(t *testing.T) {
+		page := send(t, c, "GET", p.httpsURL+"/", nil, nil)
+		if page.StatusCode != 200 {
+			t.Fatalf("GET / via nginx: %d\n%s", page.StatusCode, page.body)
+		}
+		n := countOf(t, page.body)
+		// As a browser sends it: same-origin fetch, Origin with the port.
+		click := send(t, c, "POST", p.httpsURL+"/hit", nil, map[string]string{
+			"HX-Request": "true", "Origin": p.httpsURL, "Sec-Fetch-Site": "same-origin",
+		})
+		if click.StatusCode != 200 || countOf(t, click.body) != n+1 {
+			t.Fatalf("htmx POST /hit via nginx: %d\n%s", click.StatusCode, click.body)
+		}
+		// Origin checked against the Host nginx forwards: a foreign origin is refused.
+		evil := send(t, c, "POST", p.httpsURL+"/hit", nil, map[string]string{"Origin": "https://evil.example"})
+		if evil.StatusCode != 403 {
+			t.Fatalf("cross-origin POST via nginx: %d, want 403", evil.StatusCode)
+		}
+		if got := testdb.Hits(t, p.dbURL, "main"); got != n+1 {
+			t.Fatalf("database has %d hits, want %d", got, n+1)
+		}
+	})
+
+	t.Run("static files come from nginx with cache headers and gzip", func(t *testing.T) {
+		want, _ := os.ReadFile(filepath.Join("assets", assets.HTMX))
+		r := send(t, c, "GET", p.httpsURL+"/static/"+assets.HTMX, nil, map[string]string{"Accept-Encoding": "gzip"})
+		if r.StatusCode != 200 {
+			t.Fatalf("htmx via nginx: %d", r.StatusCode)
+		}
+		if cc := r.Header.Get("Cache-Control"); cc != "public, max-age=31536000, immutable" {
+			t.Errorf("htmx Cache-Control %q", cc)
+		}
+		if r.Header.Get("Content-Encoding") != "gzip" {
+			t.Fatalf("htmx not served gzipped (Content-Encoding %q)", r.Header.Get("Content-Encoding"))
+		}
+		zr, err := gzip.NewReader(strings.NewReader(r.body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := io.ReadAll(zr)
+		if !bytes.Equal(got, want) {
+			t.Errorf("gzipped htmx does not unpack to the vendored file")
+		}
+
+		css := send(t, c, "GET", p.httpsURL+"/static/style.css", nil, map[string]string{"Accept-Encoding": "gzip"})
+		if css.StatusCode != 200 || css.Header.Get("Cache-Control") != "no-cache" || css.Header.Get("ETag") == "" {
+			t.Errorf("style.css via nginx: %d, Cache-Control %q, ETag %q", css.StatusCode, css.Header.Get("Cache-Control"), css.Header.Get("ETag"))
+		}
+		if css.Header.Get("Content-Encoding") != "gzip" || !strings.HasPrefix(css.Header.Get("Content-Type"), "text/css") {
+			t.Errorf("style.css via nginx: Content-Encoding %q, Content-Type %q; want gzip, text/css",
+				css.Header.Get("Content-Encoding"), css.Header.Get("Content-Type"))
+		}
+		for _, hidden := range []string{"assets.go", "SHA256SUMS", "assets_test.go", "sub/style.css"} {
+			if r := send(t, c, "GET", p.httpsURL+"/static/"+hidden, nil, nil); r.StatusCode != 404 {
+				t.Errorf("/static/%s via nginx: %d, want 404", hidden, r.StatusCode)
+			}
+		}
+		// A marker request the app does see, so its log is known to be current.
+		send(t, c, "GET", p.httpsURL+"/healthz", nil, nil)
+		sawHealthz := false
+		for _, l := range appRequests(t, p.app.logs.String()) {
+			path, _ := l["path"].(string)
+			if strings.HasPrefix(path, "/static/") {
+				t.Errorf("the app served %s: nginx should have", path)
+			}
+			sawHealthz = sawHealthz || path == "/healthz"
+		}
+		if !sawHealthz {
+			t.Fatal("the app's request log has no /healthz line: is it logging?")
+		}
+	})
+
+	t.Run("the app sees the real client address, not a spoofed one", func(t *testing.T) {
+		from := p.client("127.0.0.2")
+		path := "/client-ip-probe-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+		send(t, from, "GET", p.httpsURL+path, nil, map[string]string{"X-Real-IP": "203.0.113.9", "X-Forwarded-For": "203.0.113.9"})
+		var found bool
+		for _, l := range appRequests(t, p.app.logs.String()) {
+			if l["path"] == path {
+				found = true
+				if l["client_ip"] != "127.0.0.2" {
+					t.Errorf("app logged client_ip %v, want 127.0.0.2", l["client_ip"])
+				}
+			}
+		}
+		if !found {
+			t.Fatalf("no app log line for %s", path)
+		}
+		// Straight to the app from an untrusted peer, the header is ignored.
+		direct := p.client("127.0.0.3")
+		path += "-direct"
+		send(t, direct, "GET", p.app.base+path, nil, map[string]string{"X-Real-IP": "203.0.113.9"})
+		for _, l := range appRequests(t, p.app.logs.String()) {
+			if l["path"] == path && l["client_ip"] != "127.0.0.3" {
+				t.Errorf("direct request: app logged client_ip %v, want the peer 127.0.0.3", l["client_ip"])
+			}
+		}
+	})
+
+	t.Run("security headers on pages, fragments, static files and nginx's own errors", func(t *testing.T) {
+		appCSP := send(t, c, "GET", p.app.base+"/healthz", nil, nil).Header.Get("Content-Security-Policy")
+		big := strings.NewReader(strings.Repeat("x", 9000))
+		for _, r := range []answer{
+			send(t, c, "GET", p.httpsURL+"/", nil, nil),
+			send(t, c, "GET", p.httpsURL+"/count", nil, nil),
+			send(t, c, "GET", p.httpsURL+"/static/"+assets.HTMX, nil, nil),
+			send(t, c, "GET", p.httpsURL+"/nope", nil, nil),
+			send(t, c, "POST", p.httpsURL+"/hit", big, nil),
+		} {
+			where := r.Request.Method + " " + r.Request.URL.Path
+			if csp := r.Header.Values("Content-Security-Policy"); len(csp) != 1 || csp[0] != appCSP {
+				t.Errorf("%s: CSP %q, want exactly the app's %q", where, csp, appCSP)
+			}
+			for _, h := range []string{"Strict-Transport-Security", "X-Content-Type-Options", "Referrer-Policy", "X-Frame-Options"} {
+				if len(r.Header.Values(h)) != 1 {
+					t.Errorf("%s: %s %q, want it once", where, h, r.Header.Values(h))
+				}
+			}
+			if s := r.Header.Get("Server"); s != "nginx" {
+				t.Errorf("%s: Server %q, want a bare nginx (server_tokens off)", where, s)
+			}
+		}
+	})
+
+	t.Run("a large body gets 413 and changes nothing", func(t *testing.T) {
+		before := testdb.Hits(t, p.dbURL, "main")
+		r := send(t, c, "POST", p.httpsURL+"/hit", strings.NewReader(strings.Repeat("x", 9000)),
+			map[string]string{"Content-Type": "application/x-www-form-urlencoded"})
+		if r.StatusCode != 413 {
+			t.Fatalf("large POST via nginx: %d, want 413", r.StatusCode)
+		}
+		if got := testdb.Hits(t, p.dbURL, "main"); got != before {
+			t.Fatalf("count changed from %d to %d", before, got)
+		}
+	})
+
+	t.Run("a flood of clicks gets 429, and every accepted click counts once", func(t *testing.T) {
+		flood := p.client("127.0.0.4")
+		before := testdb.Hits(t, p.dbURL, "main")
+		var ok, limited int64
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		for range 40 {
+			wg.Go(func() {
+				r := send(t, flood, "POST", p.httpsURL+"/hit", nil, map[string]string{"HX-Request": "true"})
+				mu.Lock()
+				defer mu.Unlock()
+				switch r.StatusCode {
+				case 200:
+					ok++
+				case 429:
+					limited++
+					if !strings.Contains(r.body, "Too many clicks") || !strings.Contains(r.body, `id="counter"`) {
+						t.Errorf("429 body is not the counter fragment with a message:\n%s", r.body)
+					}
+				default:
+					t.Errorf("status %d:\n%s", r.StatusCode, r.body)
+				}
+			})
+		}
+		wg.Wait()
+		if limited == 0 {
+			t.Fatalf("40 simultaneous clicks, none limited (%d accepted)", ok)
+		}
+		if got := testdb.Hits(t, p.dbURL, "main"); got != before+ok {
+			t.Fatalf("database went from %d to %d with %d accepted clicks", before, got, ok)
+		}
+		t.Logf("40 simultaneous clicks: %d accepted, %d limited", ok, limited)
+	})
+
+	t.Run("HTTP redirects to HTTPS but serves ACME challenges", func(t *testing.T) {
+		r := send(t, c, "GET", p.httpURL+"/some/page?x=1", nil, map[string]string{})
+		if r.StatusCode != 301 || r.Header.Get("Location") != "https://127.0.0.1/some/page?x=1" {
+			t.Fatalf("HTTP: %d Location %q, want 301 to https://127.0.0.1/some/page?x=1", r.StatusCode, r.Header.Get("Location"))
+		}
+		dir := filepath.Join(p.webrootDir, ".well-known", "acme-challenge")
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "tok3n"), []byte("tok3n.key"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		r = send(t, c, "GET", p.httpURL+"/.well-known/acme-challenge/tok3n", nil, nil)
+		if r.StatusCode != 200 || r.body != "tok3n.key" {
+			t.Fatalf("ACME challenge over HTTP: %d %q", r.StatusCode, r.body)
+		}
+	})
+
+	t.Run("TLS 1.2 and 1.3 only, with HSTS", func(t *testing.T) {
+		r := send(t, c, "GET", p.httpsURL+"/healthz", nil, nil)
+		if r.TLS == nil || r.TLS.Version < tls.VersionTLS12 {
+			t.Fatalf("not TLS ≥ 1.2: %+v", r.TLS)
+		}
+		if h := r.Header.Get("Strict-Transport-Security"); !strings.HasPrefix(h, "max-age=") {
+			t.Errorf("HSTS %q", h)
+		}
+		old := &tls.Config{RootCAs: p.ca, MinVersion: tls.VersionTLS10, MaxVersion: tls.VersionTLS11}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		conn, err := (&tls.Dialer{Config: old}).DialContext(ctx, "tcp", strings.TrimPrefix(p.httpsURL, "https://"))
+		if err == nil {
+			conn.Close()
+			t.Fatal("TLS 1.1 handshake succeeded")
+		}
+	})
+}
