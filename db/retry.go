@@ -88,7 +88,10 @@ func classify(ph phase, err error, connClosed bool) verdict {
 	var pgErr *pgconn.PgError
 	isPg := errors.As(err, &pgErr)
 
-	if ph == phaseCommit && !pgconn.SafeToRetry(err) {
+	// pgx (v5.12) can report a connection lost while reading COMMIT's reply
+	// as its "conn closed" error, which claims SafeToRetry although COMMIT
+	// was sent, so at COMMIT that error proves nothing.
+	if ph == phaseCommit && (!pgconn.SafeToRetry(err) || errors.Is(err, pgconn.ErrConnClosed)) {
 		// COMMIT went out. Only an error the server sent about the
 		// transaction itself proves it was rolled back.
 		if !isPg {
