@@ -1,0 +1,274 @@
+package db
+
+import (
+	"context"
+	"errors"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/hitcounter/hitcounter/internal/testdb"
+)
+
+func TestIncrementReturnsConsecutiveValues(t *testing.T) {
+	t.Parallel()
+	dbURL := testdb.NewMigrated(t)
+	s, _ := newStore(t, dbURL, fastPolicy())
+	ctx := testCtx(t)
+
+	start, err := s.Count(ctx, "main")
+	if err != nil {
+		t.Fatalf("Count: %v", err)
+	}
+	for i := int64(1); i <= 3; i++ {
+		n, err := s.Increment(ctx, "main")
+		if err != nil {
+			t.Fatalf("Increment %d: %v", i, err)
+		}
+		if n != start+i {
+			t.Errorf("Increment %d: got %d, want %d", i, n, start+i)
+		}
+	}
+	if got := testdb.Hits(t, dbURL, "main"); got != start+3 {
+		t.Errorf("hits in the database: got %d, want %d", got, start+3)
+	}
+}
+
+func TestCountDoesNotChangeTheValue(t *testing.T) {
+	t.Parallel()
+	dbURL := testdb.NewMigrated(t)
+	s, _ := newStore(t, dbURL, fastPolicy())
+	ctx := testCtx(t)
+
+	if _, err := s.Increment(ctx, "main"); err != nil {
+		t.Fatalf("Increment: %v", err)
+	}
+	want := testdb.Hits(t, dbURL, "main")
+	for i := range 3 {
+		got, err := s.Count(ctx, "main")
+		if err != nil {
+			t.Fatalf("Count %d: %v", i+1, err)
+		}
+		if got != want {
+			t.Errorf("Count %d: got %d, want %d", i+1, got, want)
+		}
+	}
+	if got := testdb.Hits(t, dbURL, "main"); got != want {
+		t.Errorf("hits after Count: got %d, want %d", got, want)
+	}
+}
+
+func TestUnknownCounter(t *testing.T) {
+	t.Parallel()
+	dbURL := testdb.NewMigrated(t)
+	s, logs := newStore(t, dbURL, fastPolicy())
+	ctx := testCtx(t)
+
+	if _, err := s.Increment(ctx, "nope"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Increment of an unknown counter: got %v, want ErrNotFound", err)
+	}
+	if _, err := s.Count(ctx, "nope"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Count of an unknown counter: got %v, want ErrNotFound", err)
+	}
+	if got := logs.with("db retry"); len(got) != 0 {
+		t.Errorf("retry log records: %v, want none", got)
+	}
+	for _, rec := range logs.with("db transaction failed") {
+		if rec["level"] != "INFO" {
+			t.Errorf("not-found logged at %v, want INFO (not a database fault): %v", rec["level"], rec)
+		}
+	}
+}
+
+func TestConcurrentIncrementsAreExact(t *testing.T) {
+	t.Parallel()
+	const workers, each = 50, 200
+	dbURL := testdb.NewMigrated(t)
+	s, _ := newStore(t, withQuery(t, dbURL, "pool_max_conns", "20"), DefaultRetryPolicy())
+	ctx := testCtx(t)
+	start := testdb.Hits(t, dbURL, "main")
+
+	results := make([][]int64, workers)
+	errs := make(chan error, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			got := make([]int64, 0, each)
+			for range each {
+				n, err := s.Increment(ctx, "main")
+				if err != nil {
+					errs <- err
+					return
+				}
+				got = append(got, n)
+			}
+			results[w] = got
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatalf("Increment: %v", err)
+	}
+
+	if got, want := testdb.Hits(t, dbURL, "main"), start+workers*each; got != want {
+		t.Errorf("final count: got %d, want %d", got, want)
+	}
+	seen := make(map[int64]bool, workers*each)
+	for _, got := range results {
+		for _, n := range got {
+			if seen[n] {
+				t.Fatalf("value %d returned twice", n)
+			}
+			if n <= start || n > start+workers*each {
+				t.Fatalf("value %d outside (%d, %d]", n, start, start+workers*each)
+			}
+			seen[n] = true
+		}
+	}
+	if len(seen) != workers*each {
+		t.Errorf("distinct values: got %d, want %d", len(seen), workers*each)
+	}
+}
+
+func TestReadyAndMigrate(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t)
+
+	t.Run("migrated", func(t *testing.T) {
+		s, _ := newStore(t, testdb.NewMigrated(t), fastPolicy())
+		if err := s.Ready(ctx); err != nil {
+			t.Errorf("Ready on a migrated database: %v", err)
+		}
+	})
+
+	t.Run("unmigrated", func(t *testing.T) {
+		dbURL := testdb.New(t)
+		s, logs := newStore(t, dbURL, fastPolicy())
+		if err := s.Ready(ctx); !errors.Is(err, ErrUnavailable) {
+			t.Fatalf("Ready on an empty database: got %v, want ErrUnavailable", err)
+		}
+		for i := range 2 { // idempotent
+			if err := s.Migrate(ctx); err != nil {
+				t.Fatalf("Migrate %d: %v", i+1, err)
+			}
+			if err := s.Ready(ctx); err != nil {
+				t.Errorf("Ready after Migrate %d: %v", i+1, err)
+			}
+		}
+		if n, err := s.Increment(ctx, "main"); err != nil || n != 1 {
+			t.Errorf("Increment after Migrate: got %d, %v; want 1, nil", n, err)
+		}
+		migrated := logs.with("schema migrated")
+		if len(migrated) != 2 {
+			t.Fatalf("schema migrated log records: got %d, want 2", len(migrated))
+		}
+		if from, to := num(t, migrated[0], "from"), num(t, migrated[0], "to"); from != 0 || to < 1 {
+			t.Errorf("first Migrate logged from=%d to=%d, want from 0 to ≥ 1", from, to)
+		}
+		if from, to := num(t, migrated[1], "from"), num(t, migrated[1], "to"); from != to {
+			t.Errorf("second Migrate logged from=%d to=%d, want no change", from, to)
+		}
+	})
+
+	t.Run("server down", func(t *testing.T) {
+		s, _ := newStore(t, "postgres://u:p@"+closedAddr(t)+"/x?sslmode=disable", fastPolicy())
+		if err := s.Ready(ctx); !errors.Is(err, ErrUnavailable) {
+			t.Errorf("Ready with no server: got %v, want ErrUnavailable", err)
+		}
+		if err := s.Migrate(ctx); !errors.Is(err, ErrUnavailable) {
+			t.Errorf("Migrate with no server: got %v, want ErrUnavailable", err)
+		}
+	})
+}
+
+// closedAddr is a loopback address nothing listens on.
+func closedAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
+func TestOpenDoesNotLeakPassword(t *testing.T) {
+	t.Parallel()
+	const secret = "s3cr3t-Passw0rd"
+	for _, u := range []string{
+		"postgres://user:" + secret + "@localhost:notaport/db",
+		"postgres://user:" + secret + "@[::1/db",
+		"postgres://user:" + secret + "@localhost/db?sslmode=bogus",
+		"postgres://user:" + secret + "@localhost/db?pool_max_conns=many",
+		"host=localhost password=" + secret + " port=abc",
+		"%zz" + secret,
+	} {
+		s, err := Open(u, DefaultRetryPolicy(), discard())
+		if err == nil {
+			s.Close()
+			t.Errorf("Open(%q): got nil error", u)
+			continue
+		}
+		if strings.Contains(err.Error(), secret) {
+			t.Errorf("Open(%q): error %q contains the password", u, err)
+		}
+	}
+
+	// Nor does a failure to connect.
+	s, logs := newStore(t, "postgres://user:"+secret+"@"+closedAddr(t)+"/db?sslmode=disable", fastPolicy())
+	err := s.Ping(testCtx(t))
+	if !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("Ping with no server: got %v, want ErrUnavailable", err)
+	}
+	if strings.Contains(err.Error(), secret) {
+		t.Errorf("Ping error %q contains the password", err)
+	}
+	for _, rec := range append(logs.with("db retry"), logs.with("db transaction failed")...) {
+		if strings.Contains(rec["err"].(string), secret) {
+			t.Errorf("log record %v contains the password", rec)
+		}
+	}
+}
+
+func TestPing(t *testing.T) {
+	t.Parallel()
+	s, _ := newStore(t, testdb.NewMigrated(t), fastPolicy())
+	if err := s.Ping(testCtx(t)); err != nil {
+		t.Errorf("Ping: %v", err)
+	}
+}
+
+func BenchmarkIncrement(b *testing.B) {
+	dbURL := testdb.NewMigrated(b)
+	s, _ := newStore(b, withQuery(b, dbURL, "pool_max_conns", "20"), DefaultRetryPolicy())
+	ctx := context.Background()
+	if _, err := s.Increment(ctx, "main"); err != nil { // connect outside the timing
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := s.Increment(ctx, "main"); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+func BenchmarkCount(b *testing.B) {
+	dbURL := testdb.NewMigrated(b)
+	s, _ := newStore(b, dbURL, DefaultRetryPolicy())
+	ctx := context.Background()
+	if _, err := s.Count(ctx, "main"); err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if _, err := s.Count(ctx, "main"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
