@@ -1,0 +1,727 @@
+package web_test
+
+// Browser tests: the real page in headless Chromium, driven over the DevTools
+// protocol with chromedp, against the real handler and a real database.
+//
+// Each test gets its own database, server and browser. Every wait is a
+// condition with a deadline (browserTab.waitFor); nothing sleeps for a fixed
+// time.
+//
+// Chromium is required: the tests fail when no browser is found, unless
+// HITCOUNTER_SKIP_BROWSER=1. HITCOUNTER_SCREENSHOT=/some/path.png makes the
+// tests save screenshots for a human to look at: the page on a desktop at
+// that path, on a phone at /some/path-phone.png, and with the database down
+// at /some/path-unavailable.png.
+//
+// Names at package level start with "browser" (or "cdp"): other test files
+// of this package are written independently.
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/emulation"
+	cdplog "github.com/chromedp/cdproto/log"
+	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/cdproto/runtime"
+	"github.com/chromedp/chromedp"
+
+	"github.com/hitcounter/hitcounter/assets"
+	"github.com/hitcounter/hitcounter/db"
+	"github.com/hitcounter/hitcounter/internal/pgproxy"
+	"github.com/hitcounter/hitcounter/internal/testdb"
+	"github.com/hitcounter/hitcounter/web"
+)
+
+const (
+	// browserPollInterval is the page's refresh interval in these tests:
+	// short, so the tests that wait for a poll stay fast.
+	browserPollInterval = 300 * time.Millisecond
+	// browserWaitTimeout bounds one wait for something the browser does at
+	// once (a swap after a click, a navigation). Generous: -race on 2 cores.
+	browserWaitTimeout = 10 * time.Second
+	// browserUnavailableText is what the counter says while the database
+	// is down.
+	browserUnavailableText = "Counter unavailable, retrying…"
+)
+
+// TestBrowserClickIncrements: a click on +1 swaps in the new count without
+// reloading the page, and the database holds it.
+func TestBrowserClickIncrements(t *testing.T) {
+	chromium := browserPath(t)
+	a := startBrowserApp(t)
+	tab := startBrowser(t, chromium)
+
+	tab.load(a.URL)
+	n := tab.readCount()
+	if n != 1 {
+		t.Fatalf("the first view of a fresh database shows %d, want 1 (the view itself counts)", n)
+	}
+	if got := testdb.Hits(t, a.dbURL, "main"); got != n {
+		t.Fatalf("database holds %d after the first view, the page shows %d", got, n)
+	}
+	tab.waitHTMXReady()
+	tab.setMarker()
+
+	tab.clickPlusOne()
+	tab.waitCount(n+1, browserWaitTimeout)
+	tab.checkNotReloaded("the click")
+	if got := testdb.Hits(t, a.dbURL, "main"); got != n+1 {
+		t.Errorf("database holds %d after one click, want %d", got, n+1)
+	}
+	if got := a.hits.Load(); got != 1 {
+		t.Errorf("server answered %d POST /hit, want 1", got)
+	}
+	if got := a.pages.Load(); got != 1 {
+		t.Errorf("server answered %d GET /, want 1 (the click must not reload the page)", got)
+	}
+
+	tab.screenshots()
+	tab.logProblems()
+}
+
+// TestBrowserSeesOtherVisitorsHits: a hit from someone else shows up on an
+// open page through polling, without a reload.
+func TestBrowserSeesOtherVisitorsHits(t *testing.T) {
+	chromium := browserPath(t)
+	a := startBrowserApp(t)
+	tab := startBrowser(t, chromium)
+
+	tab.load(a.URL)
+	n := tab.readCount()
+	tab.waitHTMXReady()
+	tab.setMarker()
+
+	// Another visitor clicks +1 with JavaScript off: a plain form post.
+	client := &http.Client{
+		Timeout:       browserWaitTimeout,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	resp, err := client.PostForm(a.URL+"/hit", url.Values{})
+	if err != nil {
+		t.Fatalf("POST /hit from another client: %v", err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/?counted" {
+		t.Fatalf("POST /hit from another client: %s, Location %q; want 303 to /?counted",
+			resp.Status, resp.Header.Get("Location"))
+	}
+
+	start := time.Now()
+	tab.waitCount(n+1, 10*browserPollInterval)
+	t.Logf("the page showed the other visitor's hit after %s (poll interval %s)",
+		time.Since(start).Round(time.Millisecond), browserPollInterval)
+	tab.checkNotReloaded("polling")
+	if got := a.pages.Load(); got != 1 {
+		t.Errorf("server answered %d GET /, want 1 (polling must not reload the page)", got)
+	}
+	tab.logProblems()
+}
+
+// TestBrowserWithoutJavaScript: with JavaScript off the +1 button is a plain
+// form: POST, 303 to /?counted, and that page shows the new count without
+// counting another view.
+func TestBrowserWithoutJavaScript(t *testing.T) {
+	chromium := browserPath(t)
+	a := startBrowserApp(t)
+	tab := startBrowser(t, chromium)
+
+	if _, err := chromedp.Call(tab.ctx, emulation.SetScriptExecutionDisabled,
+		emulation.SetScriptExecutionDisabledParams{Value: true}); err != nil {
+		t.Fatalf("disable JavaScript: %v", err)
+	}
+	tab.load(a.URL)
+	// DevTools can still evaluate; the page's own scripts cannot run.
+	if typ := browserEval[string](tab, `typeof window.htmx`); typ != "undefined" {
+		t.Fatalf("typeof htmx = %q with JavaScript disabled; want undefined (is JavaScript really off?)", typ)
+	}
+	n := tab.readCount()
+
+	tab.clickPlusOne()
+	tab.waitFor(browserWaitTimeout, "the navigation to /?counted", func(ctx context.Context) (bool, string) {
+		loc, err := chromedp.Run(ctx, chromedp.Location())
+		if err != nil {
+			return false, err.Error()
+		}
+		return loc == a.URL+"/?counted", "location " + loc
+	})
+	tab.waitCount(n+1, browserWaitTimeout)
+	if got := testdb.Hits(t, a.dbURL, "main"); got != n+1 {
+		t.Errorf("database holds %d after one click, want %d", got, n+1)
+	}
+	if got := a.hits.Load(); got != 1 {
+		t.Errorf("server answered %d POST /hit, want 1", got)
+	}
+	if got := a.pages.Load(); got != 2 {
+		t.Errorf("server answered %d GET /, want 2 (the page, then /?counted)", got)
+	}
+	if got := a.polls.Load(); got != 0 {
+		t.Errorf("server answered %d GET /count with JavaScript off, want 0", got)
+	}
+	tab.logProblems()
+}
+
+// TestBrowserConsoleClean: loading the page, a click and a poll leave the
+// console free of errors and warnings, and the page asks nothing of any
+// other origin.
+func TestBrowserConsoleClean(t *testing.T) {
+	chromium := browserPath(t)
+	a := startBrowserApp(t)
+	tab := startBrowser(t, chromium)
+
+	tab.load(a.URL)
+	n := tab.readCount()
+	tab.waitHTMXReady()
+	tab.clickPlusOne()
+	tab.waitCount(n+1, browserWaitTimeout)
+
+	// Let a poll happen after the click, all the way: the server answers
+	// it and the browser swaps the answer in.
+	p0 := a.polls.Load()
+	tab.setMarker()
+	tab.waitFor(browserWaitTimeout, "a poll answered and swapped in after the click", func(ctx context.Context) (bool, string) {
+		polls := a.polls.Load()
+		swapped, err := chromedp.Run(ctx, chromedp.Evaluate[bool](
+			`document.getElementById('counter') !== null && document.getElementById('counter').__hitcounterMarker === undefined`))
+		if err != nil {
+			return false, err.Error()
+		}
+		return polls > p0 && swapped, fmt.Sprintf("GET /count answered %d times (%d before), counter swapped: %v", polls, p0, swapped)
+	})
+	tab.waitCount(n+1, browserWaitTimeout)
+
+	problems, requests := tab.events.snapshot()
+	for _, p := range problems {
+		t.Errorf("browser reported: %s", p)
+	}
+	if len(requests) == 0 {
+		t.Error("no network requests were seen; is the listener working?")
+	}
+	for _, u := range requests {
+		if !browserSameOrigin(u, a.URL) && !strings.HasPrefix(u, "data:") && !strings.HasPrefix(u, "about:") {
+			t.Errorf("request outside the test server's origin %s: %s", a.URL, u)
+		}
+	}
+	if t.Failed() {
+		t.Logf("requests: %q", requests)
+	}
+}
+
+// TestBrowserDatabaseDownRecovers: with the database down the page says so in
+// place of the count and keeps polling; once the database is back the count
+// returns, without a reload.
+func TestBrowserDatabaseDownRecovers(t *testing.T) {
+	chromium := browserPath(t)
+	dbURL := testdb.NewMigrated(t)
+	u, err := url.Parse(dbURL)
+	if err != nil {
+		t.Fatalf("parse test database URL: %v", err)
+	}
+	proxy, err := pgproxy.Start(u.Host)
+	if err != nil {
+		t.Fatalf("start pgproxy: %v", err)
+	}
+	t.Cleanup(func() { _ = proxy.Close() })
+	u.Host = proxy.Addr()
+
+	a := startBrowserAppOn(t, u.String(), dbURL)
+	tab := startBrowser(t, chromium)
+
+	tab.load(a.URL)
+	n := tab.readCount()
+	tab.waitHTMXReady()
+	tab.setMarker()
+
+	proxy.SetDown(true)
+	start := time.Now()
+	tab.waitFor(browserWaitTimeout, "the counter to say "+strconv.Quote(browserUnavailableText), func(ctx context.Context) (bool, string) {
+		text := tab.counterText(ctx)
+		return text == browserUnavailableText, "counter text " + strconv.Quote(text)
+	})
+	t.Logf("the page showed the outage after %s", time.Since(start).Round(time.Millisecond))
+	if browserEval[bool](tab, `document.getElementById('count') !== null`) {
+		t.Error("#count is still on the page while the database is down")
+	}
+	tab.saveScreenshot("-unavailable")
+
+	proxy.SetDown(false)
+	start = time.Now()
+	tab.waitCount(n, browserWaitTimeout)
+	t.Logf("the page showed the count again %s after the database came back", time.Since(start).Round(time.Millisecond))
+	tab.checkNotReloaded("the outage")
+	if got := testdb.Hits(t, dbURL, "main"); got != n {
+		t.Errorf("database holds %d after the outage, want %d (polls only read)", got, n)
+	}
+	tab.logProblems()
+}
+
+// --- the app under test ---
+
+// browserApp is the whole HTTP stack on a database of its own, counting the
+// requests it has answered.
+type browserApp struct {
+	URL   string
+	dbURL string       // the database itself, not through any proxy
+	pages atomic.Int64 // GET / answered
+	hits  atomic.Int64 // POST /hit answered
+	polls atomic.Int64 // GET /count answered
+}
+
+// startBrowserApp serves the app on a fresh database of its own.
+func startBrowserApp(t *testing.T) *browserApp {
+	t.Helper()
+	dbURL := testdb.NewMigrated(t)
+	return startBrowserAppOn(t, dbURL, dbURL)
+}
+
+// startBrowserAppOn serves the app with its store on storeURL; dbURL is the
+// same database reached directly, for checks.
+func startBrowserAppOn(t *testing.T, storeURL, dbURL string) *browserApp {
+	t.Helper()
+	logger := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo}))
+	store, err := db.Open(storeURL, db.DefaultRetryPolicy(), logger)
+	if err != nil {
+		t.Fatalf("open store: %v", err)
+	}
+	t.Cleanup(store.Close)
+	h, err := web.NewServer(web.Config{PollInterval: browserPollInterval}, store, assets.FS, assets.HTMX, logger)
+	if err != nil {
+		t.Fatalf("NewServer: %v", err)
+	}
+	a := &browserApp{dbURL: dbURL}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.ServeHTTP(w, r)
+		switch {
+		case r.Method == http.MethodGet && r.URL.Path == "/":
+			a.pages.Add(1)
+		case r.Method == http.MethodPost && r.URL.Path == "/hit":
+			a.hits.Add(1)
+		case r.Method == http.MethodGet && r.URL.Path == "/count":
+			a.polls.Add(1)
+		}
+	}))
+	t.Cleanup(srv.Close) // runs before store.Close: no request outlives the store
+	a.URL = srv.URL
+	return a
+}
+
+// --- the browser ---
+
+var browserNames = []string{"chromium", "chromium-browser", "google-chrome"}
+
+// browserPath finds Chromium. Tests call it first, so a skip costs nothing.
+// No browser fails the test, since the browser tests are part of what
+// `make test` checks; HITCOUNTER_SKIP_BROWSER=1 skips it instead.
+func browserPath(t *testing.T) string {
+	t.Helper()
+	if os.Getenv("HITCOUNTER_SKIP_BROWSER") == "1" {
+		t.Skip("HITCOUNTER_SKIP_BROWSER=1: browser tests skipped")
+	}
+	for _, name := range browserNames {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	t.Fatalf("no Chromium for the browser tests: none of %s is on PATH. Install it with `apt-get install chromium` (`make test` does), or set HITCOUNTER_SKIP_BROWSER=1 to skip these tests",
+		strings.Join(browserNames, ", "))
+	return ""
+}
+
+// browserTab is the one tab of a browser of the test's own.
+type browserTab struct {
+	t      *testing.T
+	ctx    context.Context // chromedp context of the tab; no deadline
+	events *browserEvents  // what the tab has reported since it opened
+}
+
+// startBrowser starts a headless Chromium for t and returns its tab, with
+// a recorder of what the tab reports already listening. The browser stops
+// when t ends.
+func startBrowser(t *testing.T, path string) *browserTab {
+	t.Helper()
+	userData := t.TempDir() // removed after the browser has stopped (cleanups run last-in first-out)
+	out := &browserOutput{}
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(path),
+		chromedp.UserDataDir(userData),
+		chromedp.Headless,
+		chromedp.NoSandbox, // CI runs as root
+		chromedp.DisableGPU,
+		chromedp.NoFirstRun,
+		// Only loopback is reachable: keep Chromium from calling home.
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-extensions", true),
+		chromedp.Flag("disable-default-apps", true),
+		chromedp.WindowSize(1280, 800),
+		chromedp.CombinedOutput(out),
+	)
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancelTab := chromedp.NewContext(actx)
+	t.Cleanup(func() {
+		cancelTab()
+		cancelAlloc() // waits until the browser process has exited
+		if t.Failed() && out.Len() > 0 {
+			t.Logf("browser output:\n%s", out.String())
+		}
+	})
+
+	// The first Do starts the browser. Its context must have no deadline,
+	// which would stop the browser when it passes: bound it from outside.
+	start := time.Now()
+	started := make(chan error, 1)
+	go func() { started <- chromedp.Do(ctx) }()
+	timer := time.NewTimer(30 * time.Second)
+	defer timer.Stop()
+	select {
+	case err := <-started:
+		if err != nil {
+			t.Fatalf("start %s: %v\n%s", path, err, out.String())
+		}
+	case <-timer.C:
+		cancelTab()
+		t.Fatalf("start %s: no browser after 30s\n%s", path, out.String())
+	}
+	t.Logf("started %s in %s", path, time.Since(start).Round(time.Millisecond))
+
+	ev := &browserEvents{}
+	if err := chromedp.Listen(ctx, ev.record); err != nil {
+		t.Fatalf("listen to the tab: %v", err)
+	}
+	return &browserTab{t: t, ctx: ctx, events: ev}
+}
+
+// browserEvents records what a tab reports: errors and warnings of every
+// kind, and the URL of every request.
+type browserEvents struct {
+	mu       sync.Mutex
+	problems []string
+	requests []string
+}
+
+// record runs on the tab's reader goroutine: it must be quick and must not
+// call the browser.
+func (e *browserEvents) record(ev any) {
+	var problem, request string
+	switch ev := ev.(type) {
+	case *runtime.EventExceptionThrown:
+		problem = "uncaught exception: " + cdpExceptionText(ev.ExceptionDetails)
+	case *runtime.EventConsoleAPICalled:
+		switch ev.Type {
+		case runtime.ConsoleAPICalledTypeError, runtime.ConsoleAPICalledTypeWarning, runtime.ConsoleAPICalledTypeAssert:
+			var args []string
+			for _, a := range ev.Args {
+				args = append(args, cdpRemoteText(a))
+			}
+			problem = fmt.Sprintf("console.%s: %s", ev.Type, strings.Join(args, " "))
+		}
+	case *cdplog.EventEntryAdded:
+		// Errors and warnings of the browser itself: CSP violations,
+		// failed loads, deprecations.
+		if en := ev.Entry; en != nil && (en.Level == cdplog.EntryLevelError || en.Level == cdplog.EntryLevelWarning) {
+			problem = fmt.Sprintf("log %s (%s): %s", en.Level, en.Source, en.Text)
+			if en.URL != "" {
+				problem += " [" + en.URL + "]"
+			}
+		}
+	case *network.EventRequestWillBeSent:
+		if ev.Request != nil {
+			request = ev.Request.URL
+		}
+	}
+	if problem == "" && request == "" {
+		return
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if problem != "" {
+		e.problems = append(e.problems, problem)
+	}
+	if request != "" {
+		e.requests = append(e.requests, request)
+	}
+}
+
+func (e *browserEvents) snapshot() (problems, requests []string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return append([]string(nil), e.problems...), append([]string(nil), e.requests...)
+}
+
+func cdpExceptionText(d *runtime.ExceptionDetails) string {
+	if d == nil {
+		return "(no details)"
+	}
+	s := d.Text
+	if d.Exception != nil {
+		s += " " + cdpRemoteText(d.Exception)
+	}
+	return fmt.Sprintf("%s at %s:%d:%d", s, d.URL, d.LineNumber, d.ColumnNumber)
+}
+
+func cdpRemoteText(o *runtime.RemoteObject) string {
+	switch {
+	case o == nil:
+		return ""
+	case o.Description != "":
+		return o.Description
+	case len(o.Value) > 0:
+		return string(o.Value)
+	}
+	return string(o.Type)
+}
+
+func browserSameOrigin(rawURL, origin string) bool {
+	return rawURL == origin || strings.HasPrefix(rawURL, origin+"/")
+}
+
+// browserOutput collects the browser's stdout and stderr.
+type browserOutput struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *browserOutput) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *browserOutput) Len() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Len()
+}
+
+func (b *browserOutput) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// --- page actions and checks ---
+
+// load navigates to pageURL, waits for the load event and fails the test on
+// anything but 200.
+func (b *browserTab) load(pageURL string) {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, browserWaitTimeout)
+	defer cancel()
+	resp, err := chromedp.Run(ctx, chromedp.NavigateResponse(pageURL))
+	if err != nil {
+		b.t.Fatalf("load %s: %v", pageURL, err)
+	}
+	if resp == nil || resp.Status != http.StatusOK {
+		status := int64(-1)
+		if resp != nil {
+			status = resp.Status
+		}
+		b.t.Fatalf("load %s: status %d, want 200", pageURL, status)
+	}
+}
+
+// clickPlusOne clicks the +1 button.
+func (b *browserTab) clickPlusOne() {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, browserWaitTimeout)
+	defer cancel()
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`form[action="/hit"] button`))); err != nil {
+		b.t.Fatalf("click +1: %v", err)
+	}
+}
+
+// browserEval evaluates a JavaScript expression in the tab through DevTools
+// (not as a page script: the CSP does not apply, and it works with
+// JavaScript off).
+func browserEval[T any](b *browserTab, expr string) T {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, browserWaitTimeout)
+	defer cancel()
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr))
+	if err != nil {
+		b.t.Fatalf("evaluate %s: %v", expr, err)
+	}
+	return v
+}
+
+const (
+	// browserCountJS is the text of #count, or "" when there is none.
+	browserCountJS = `(document.getElementById('count') || {}).textContent || ''`
+	// browserCounterJS is the text of #counter, or "" when there is none.
+	browserCounterJS = `(document.getElementById('counter') || {}).textContent || ''`
+)
+
+var browserDigits = regexp.MustCompile(`^[0-9]+$`)
+
+// readCount reads #count now and fails the test unless it is a number.
+func (b *browserTab) readCount() int64 {
+	b.t.Helper()
+	s := browserEval[string](b, browserCountJS)
+	if !browserDigits.MatchString(s) {
+		b.t.Fatalf("#count reads %q, want a number (counter: %q)", s, b.counterText(b.ctx))
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		b.t.Fatalf("#count reads %q: %v", s, err)
+	}
+	return n
+}
+
+// counterText is the text of #counter with white space collapsed, or why it
+// could not be read.
+func (b *browserTab) counterText(ctx context.Context) string {
+	ctx, cancel := context.WithTimeout(ctx, browserWaitTimeout)
+	defer cancel()
+	s, err := chromedp.Run(ctx, chromedp.Evaluate[string](browserCounterJS))
+	if err != nil {
+		return "(" + err.Error() + ")"
+	}
+	return strings.Join(strings.Fields(s), " ")
+}
+
+// waitCount waits until #count reads want and the whole counter says so.
+func (b *browserTab) waitCount(want int64, timeout time.Duration) {
+	b.t.Helper()
+	times := "times"
+	if want == 1 {
+		times = "time"
+	}
+	wantText := fmt.Sprintf("This page has been seen %d %s", want, times)
+	b.waitFor(timeout, fmt.Sprintf("#count to read %d", want), func(ctx context.Context) (bool, string) {
+		s, err := chromedp.Run(ctx, chromedp.Evaluate[string](browserCountJS))
+		if err != nil {
+			return false, err.Error()
+		}
+		text := b.counterText(ctx)
+		if s != strconv.FormatInt(want, 10) {
+			return false, fmt.Sprintf("#count reads %q (counter: %q)", s, text)
+		}
+		return text == wantText, fmt.Sprintf("counter reads %q, want %q", text, wantText)
+	})
+}
+
+// waitHTMXReady waits until htmx has loaded and taken over the +1 form, so
+// that a click goes through htmx and not as a plain form post.
+func (b *browserTab) waitHTMXReady() {
+	b.t.Helper()
+	b.waitFor(browserWaitTimeout, "htmx to load and process the form", func(ctx context.Context) (bool, string) {
+		state, err := chromedp.Run(ctx, chromedp.Evaluate[string](
+			`typeof htmx + ' ' + (document.querySelector('form[action="/hit"]')?.getAttribute('data-htmx-powered') ?? 'unprocessed')`))
+		if err != nil {
+			return false, err.Error()
+		}
+		return state == "object true", "typeof htmx, the form's data-htmx-powered: " + state
+	})
+}
+
+// setMarker leaves a property on window and on #counter: a reload loses the
+// first, any swap of the counter the second.
+func (b *browserTab) setMarker() {
+	b.t.Helper()
+	browserEval[chromedp.Void](b, `window.__hitcounterMarker = 1; document.getElementById('counter').__hitcounterMarker = 1`)
+}
+
+// checkNotReloaded fails the test if the page was loaded again since
+// setMarker.
+func (b *browserTab) checkNotReloaded(after string) {
+	b.t.Helper()
+	if !browserEval[bool](b, `window.__hitcounterMarker === 1`) {
+		b.t.Errorf("the page was reloaded by %s; want an update in place", after)
+	}
+}
+
+// waitFor calls cond every 25ms until it reports done, and fails the test
+// if timeout passes first. cond says what it saw, for the failure message;
+// its context ends at the deadline.
+func (b *browserTab) waitFor(timeout time.Duration, what string, cond func(ctx context.Context) (done bool, seen string)) {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, timeout)
+	defer cancel()
+	tick := time.NewTicker(25 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		done, seen := cond(ctx)
+		if done {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			b.t.Fatalf("waited %s for %s; last saw: %s", timeout, what, seen)
+		case <-tick.C:
+		}
+	}
+}
+
+// logProblems logs what the browser complained about, in the tests that do
+// not assert on it (TestBrowserConsoleClean does).
+func (b *browserTab) logProblems() {
+	b.t.Helper()
+	problems, _ := b.events.snapshot()
+	for _, p := range problems {
+		b.t.Logf("browser reported: %s", p)
+	}
+}
+
+// --- screenshots ---
+
+// screenshots saves the page as a desktop and a phone show it, when
+// HITCOUNTER_SCREENSHOT names a file.
+func (b *browserTab) screenshots() {
+	b.t.Helper()
+	if os.Getenv("HITCOUNTER_SCREENSHOT") == "" {
+		return
+	}
+	b.saveScreenshot("")
+	ctx, cancel := context.WithTimeout(b.ctx, browserWaitTimeout)
+	defer cancel()
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(390, 844,
+		chromedp.EmulateScale(2), chromedp.EmulatePortrait, chromedp.EmulateMobile, chromedp.EmulateTouch)); err != nil {
+		b.t.Fatalf("emulate a phone: %v", err)
+	}
+	b.saveScreenshot("-phone")
+	if err := chromedp.Do(ctx, chromedp.ResetViewport()); err != nil {
+		b.t.Fatalf("reset the viewport: %v", err)
+	}
+}
+
+// saveScreenshot saves a full-page PNG at $HITCOUNTER_SCREENSHOT, with
+// suffix added before the extension; it does nothing when the variable is
+// unset.
+func (b *browserTab) saveScreenshot(suffix string) {
+	b.t.Helper()
+	base := os.Getenv("HITCOUNTER_SCREENSHOT")
+	if base == "" {
+		return
+	}
+	ext := filepath.Ext(base)
+	path := strings.TrimSuffix(base, ext) + suffix + ext
+	ctx, cancel := context.WithTimeout(b.ctx, browserWaitTimeout)
+	defer cancel()
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		b.t.Fatalf("screenshot: %v", err)
+	}
+	if err := os.WriteFile(path, png, 0o644); err != nil {
+		b.t.Fatalf("save screenshot: %v", err)
+	}
+	b.t.Logf("screenshot saved to %s", path)
+}
