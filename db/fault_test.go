@@ -41,7 +41,7 @@ func TestAmbiguousCommit(t *testing.T) {
 		t.Run(tt.fault.String(), func(t *testing.T) {
 			t.Parallel()
 			dbURL := testdb.NewMigrated(t)
-			proxy, proxied := startProxy(t, dbURL)
+			proxy, proxied := pgproxy.ForTest(t, dbURL)
 			s, logs := newStore(t, proxied, fastPolicy())
 			ctx := testCtx(t)
 
@@ -103,7 +103,7 @@ func TestAmbiguousCommit(t *testing.T) {
 func TestDatabaseDownAndRecovery(t *testing.T) {
 	t.Parallel()
 	dbURL := testdb.NewMigrated(t)
-	proxy, proxied := startProxy(t, dbURL)
+	proxy, proxied := pgproxy.ForTest(t, dbURL)
 	p := fastPolicy()
 	s, logs := newStore(t, proxied, p)
 	ctx := testCtx(t)

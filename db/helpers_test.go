@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hitcounter/hitcounter/internal/pgproxy"
 )
 
 // fastPolicy retries quickly and without jitter, so waits are exact.
@@ -116,27 +115,6 @@ func newStore(t testing.TB, dbURL string, p RetryPolicy) (*Store, *logSink) {
 	}
 	t.Cleanup(s.Close)
 	return s, sink
-}
-
-// startProxy puts a fault-injecting proxy in front of dbURL's server and
-// returns it with dbURL rewritten to go through it.
-func startProxy(t testing.TB, dbURL string) (*pgproxy.Proxy, string) {
-	t.Helper()
-	u, err := url.Parse(dbURL)
-	if err != nil {
-		t.Fatalf("parse database URL: %v", err)
-	}
-	p, err := pgproxy.Start(u.Host)
-	if err != nil {
-		t.Fatalf("start proxy: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := p.Close(); err != nil {
-			t.Errorf("close proxy: %v", err)
-		}
-	})
-	u.Host = p.Addr()
-	return p, u.String()
 }
 
 // withQuery returns dbURL with the query parameter k set to v.

@@ -230,18 +230,8 @@ func TestBrowserConsoleClean(t *testing.T) {
 func TestBrowserDatabaseDownRecovers(t *testing.T) {
 	chromium := browserPath(t)
 	dbURL := testdb.NewMigrated(t)
-	u, err := url.Parse(dbURL)
-	if err != nil {
-		t.Fatalf("parse test database URL: %v", err)
-	}
-	proxy, err := pgproxy.Start(u.Host)
-	if err != nil {
-		t.Fatalf("start pgproxy: %v", err)
-	}
-	t.Cleanup(func() { _ = proxy.Close() })
-	u.Host = proxy.Addr()
-
-	a := startBrowserAppOn(t, u.String(), dbURL)
+	proxy, proxied := pgproxy.ForTest(t, dbURL)
+	a := startBrowserAppOn(t, proxied, dbURL)
 	tab := startBrowser(t, chromium)
 
 	tab.load(a.URL)
