@@ -2,6 +2,7 @@ package web
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -42,7 +43,9 @@ func (s *server) handle(h handlerFunc) http.HandlerFunc {
 // so a failing component never sends half a page.
 func (s *server) render(w http.ResponseWriter, r *http.Request, status int, c templ.Component) error {
 	var buf bytes.Buffer
-	if err := c.Render(r.Context(), &buf); err != nil {
+	// Not the request's context: when its deadline has passed, the answer
+	// that says so must still render (templ stops on a done context).
+	if err := c.Render(context.WithoutCancel(r.Context()), &buf); err != nil {
 		http.Error(w, "Something went wrong on our side.", http.StatusInternalServerError)
 		return errors.Join(errors.New("render"), err)
 	}

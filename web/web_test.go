@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/hitcounter/hitcounter/assets"
 	"github.com/hitcounter/hitcounter/db"
+	"github.com/hitcounter/hitcounter/internal/pgproxy"
 	"github.com/hitcounter/hitcounter/internal/testdb"
 	"github.com/hitcounter/hitcounter/web"
 )
@@ -500,5 +502,92 @@ func TestRequestLogLine(t *testing.T) {
 		if !strings.Contains(logs, want) {
 			t.Errorf("request log lacks %q:\n%s", want, logs)
 		}
+	}
+}
+
+// With the database down, the page and the fragments answer 503 with a
+// clear message in place of the count, keep polling, and show the count
+// again once the database is back. Nothing is counted meanwhile.
+func TestDatabaseDownAndBack(t *testing.T) {
+	dbURL := testdb.NewMigrated(t)
+	proxy, proxied := pgproxy.ForTest(t, dbURL)
+	a := newAppOn(t, web.Config{}, proxied)
+	a.do(t, "GET", "/", nil, nil) // 1
+
+	proxy.SetDown(true)
+	for _, r := range []struct {
+		method, path string
+		header       map[string]string
+	}{
+		{"GET", "/", nil},
+		{"GET", "/count", htmx},
+		{"POST", "/hit", htmx},
+		{"GET", "/readyz", nil},
+	} {
+		resp, body := a.do(t, r.method, r.path, nil, r.header)
+		wantStatus(t, resp, http.StatusServiceUnavailable)
+		if r.path == "/readyz" {
+			continue
+		}
+		if resp.Header.Get("Retry-After") == "" {
+			t.Errorf("%s %s: 503 without Retry-After", r.method, r.path)
+		}
+		doc := parse(t, body)
+		if got := doc.Find("#counter .problem").Text(); got != "Counter unavailable, retrying…" {
+			t.Errorf("%s %s: message %q", r.method, r.path, got)
+		}
+		if doc.Find("#counter[hx-get='/count'][hx-trigger]").Length() != 1 {
+			t.Errorf("%s %s: the counter no longer polls:\n%s", r.method, r.path, body)
+		}
+		if doc.Find("#count").Length() != 0 {
+			t.Errorf("%s %s: shows a count while the database is down", r.method, r.path)
+		}
+	}
+	if !strings.Contains(a.logs.String(), "db transaction failed") {
+		t.Errorf("the outage was not logged")
+	}
+
+	proxy.SetDown(false)
+	resp, body := a.do(t, "GET", "/count", nil, htmx)
+	wantStatus(t, resp, 200)
+	if got := countIn(t, body); got != 1 {
+		t.Fatalf("after recovery the count is %d, want 1 (nothing counted while down)", got)
+	}
+	resp, _ = a.do(t, "GET", "/readyz", nil, nil)
+	wantStatus(t, resp, 200)
+}
+
+// A database that accepts connections but never answers must not hang the
+// request: the deadline cuts it and the user gets the 503 page.
+func TestRequestDeadlineAnswersWhenDatabaseHangs(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var held sync.WaitGroup
+	conns := make(chan net.Conn, 16)
+	held.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conns <- c // accepted, never answered
+		}
+	})
+	t.Cleanup(func() {
+		ln.Close()
+		held.Wait()
+		close(conns)
+		for c := range conns {
+			c.Close()
+		}
+	})
+	a := newAppOn(t, web.Config{RequestTimeout: 300 * time.Millisecond},
+		"postgres://u:p@"+ln.Addr().String()+"/db?sslmode=disable")
+	resp, body := a.do(t, "GET", "/", nil, nil) // the client gives up after 10s
+	wantStatus(t, resp, http.StatusServiceUnavailable)
+	if got := parse(t, body).Find("#counter .problem").Text(); got != "Counter unavailable, retrying…" {
+		t.Errorf("message %q", got)
 	}
 }
