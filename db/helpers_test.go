@@ -9,7 +9,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
 )
 
 // fastPolicy retries quickly and without jitter, so waits are exact.
