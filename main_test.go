@@ -25,7 +25,7 @@ type program struct {
 
 // startRun runs the program on 127.0.0.1:0 and returns once it listens.
 // The program is stopped, and its return checked, when the test ends.
-func startRun(t *testing.T, env map[string]string, args ...string) *program {
+func startRun(t testing.TB, env map[string]string, args ...string) *program {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	stdoutR, stdoutW := io.Pipe()
@@ -92,7 +92,7 @@ func (l *lockedBuffer) String() string {
 }
 
 // waitHealthy polls /healthz until it answers 200, with a deadline.
-func waitHealthy(t *testing.T, base string) {
+func waitHealthy(t testing.TB, base string) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {

@@ -14,6 +14,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
+	"maps"
 	"math/big"
 	"net"
 	"net/http"
@@ -44,7 +45,7 @@ type proxied struct {
 	webrootDir string
 }
 
-func nginxBinary(t *testing.T) string {
+func nginxBinary(t testing.TB) string {
 	t.Helper()
 	for _, p := range []string{"nginx", "/usr/sbin/nginx"} {
 		if path, err := exec.LookPath(p); err == nil {
@@ -55,7 +56,7 @@ func nginxBinary(t *testing.T) string {
 	return ""
 }
 
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -66,7 +67,7 @@ func freePort(t *testing.T) int {
 }
 
 // worldReadableDir is a temp dir nginx's unprivileged workers can read.
-func worldReadableDir(t *testing.T) string {
+func worldReadableDir(t testing.TB) string {
 	t.Helper()
 	// Not t.TempDir: its parent folder is private to this user.
 	d, err := os.MkdirTemp("", "hitcounter-nginx-")
@@ -82,7 +83,7 @@ func worldReadableDir(t *testing.T) string {
 
 // selfSignedCert writes a certificate pair for localhost and 127.0.0.1,
 // named as certbot names them, and returns a pool that trusts it.
-func selfSignedCert(t *testing.T, dir string) *x509.CertPool {
+func selfSignedCert(t testing.TB, dir string) *x509.CertPool {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -124,7 +125,7 @@ func selfSignedCert(t *testing.T, dir string) *x509.CertPool {
 // nginxConf is the repository's nginx.conf with only addresses and paths
 // replaced. Each replaced text must occur exactly once, so a change to
 // nginx.conf that this test would no longer cover fails here.
-func nginxConf(t *testing.T, repl map[string]string) string {
+func nginxConf(t testing.TB, repl map[string]string) string {
 	t.Helper()
 	b, err := os.ReadFile("nginx.conf")
 	if err != nil {
@@ -140,17 +141,26 @@ func nginxConf(t *testing.T, repl map[string]string) string {
 	return conf
 }
 
-func startProxied(t *testing.T) *proxied {
+// proxyOptions adjust the stack for a test or benchmark: more replacements
+// in nginx.conf, more environment for the app.
+type proxyOptions struct {
+	conf map[string]string
+	env  map[string]string
+}
+
+func startProxied(t testing.TB, opts proxyOptions) *proxied {
 	t.Helper()
 	bin := nginxBinary(t)
 	dbURL := testdb.NewMigrated(t)
-	app := startRun(t, map[string]string{
+	env := map[string]string{
 		"DATABASE_URL":     dbURL,
 		"CLIENT_IP_HEADER": "X-Real-IP",
 		"TRUSTED_PROXIES":  "127.0.0.1/32",
 		"LOG_LEVEL":        "debug", // so a static request reaching the app would show
 		"LOG_FORMAT":       "json",
-	})
+	}
+	maps.Copy(env, opts.env)
+	app := startRun(t, env)
 	waitHealthy(t, app.base)
 
 	dir := worldReadableDir(t)
@@ -162,7 +172,7 @@ func startProxied(t *testing.T) *proxied {
 		t.Fatal(err)
 	}
 	httpPort, httpsPort := freePort(t), freePort(t)
-	conf := nginxConf(t, map[string]string{
+	repl := map[string]string{
 		"listen 80 default_server":                       fmt.Sprintf("listen 127.0.0.1:%d default_server", httpPort),
 		"listen 443 ssl default_server":                  fmt.Sprintf("listen 127.0.0.1:%d ssl default_server", httpsPort),
 		"server web:8000;":                               "server " + strings.TrimPrefix(app.base, "http://") + ";",
@@ -171,7 +181,9 @@ func startProxied(t *testing.T) *proxied {
 		"/etc/letsencrypt/live/hitcounter/fullchain.pem": filepath.Join(certDir, "fullchain.pem"),
 		"/etc/letsencrypt/live/hitcounter/privkey.pem":   filepath.Join(certDir, "privkey.pem"),
 		"pid /var/run/nginx.pid;":                        "pid " + filepath.Join(dir, "nginx.pid") + ";",
-	})
+	}
+	maps.Copy(repl, opts.conf)
+	conf := nginxConf(t, repl)
 	confPath := filepath.Join(dir, "nginx.conf")
 	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
@@ -298,7 +310,7 @@ func countOf(t *testing.T, body string) int64 {
 }
 
 func TestNginxInFront(t *testing.T) {
-	p := startProxied(t)
+	p := startProxied(t, proxyOptions{})
 	c := p.client("127.0.0.1")
 
 	t.Run("page and htmx click through the proxy", func(t *testing.T) {
