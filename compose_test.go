@@ -1,0 +1,747 @@
+package main
+
+// The production deployment, checked without a Docker engine: compose.yaml
+// as the Compose Specification's reference loader (compose-go, the library
+// inside `docker compose`) reads it with the values of .env.example; the
+// Dockerfile's stages; and the build context, which must compile.
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"debug/elf"
+	"encoding/hex"
+	"io"
+	"io/fs"
+	"net/netip"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/compose-spec/compose-go/v2/cli"
+	"github.com/compose-spec/compose-go/v2/dotenv"
+	"github.com/compose-spec/compose-go/v2/types"
+	"github.com/moby/patternmatcher"
+	"github.com/moby/patternmatcher/ignorefile"
+)
+
+// exampleEnv is .env.example as docker compose reads a .env file.
+func exampleEnv(t *testing.T) map[string]string {
+	t.Helper()
+	env, err := dotenv.GetEnvFromFile(map[string]string{}, []string{".env.example"})
+	if err != nil {
+		t.Fatalf("read .env.example: %v", err)
+	}
+	return env
+}
+
+// loadCompose loads compose.yaml as `docker compose` would with env as its
+// .env (and no other variables), with the profiles given or else those of
+// COMPOSE_PROFILES.
+func loadCompose(t *testing.T, env map[string]string, profiles ...string) (*types.Project, error) {
+	t.Helper()
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var vars []string
+	for k, v := range env {
+		vars = append(vars, k+"="+v)
+	}
+	opts, err := cli.NewProjectOptions([]string{"compose.yaml"},
+		cli.WithWorkingDirectory(wd),
+		cli.WithEnv(vars),
+		cli.WithDefaultProfiles(profiles...),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return opts.LoadProject(context.Background())
+}
+
+func mustLoadCompose(t *testing.T, env map[string]string, profiles ...string) *types.Project {
+	t.Helper()
+	p, err := loadCompose(t, env, profiles...)
+	if err != nil {
+		t.Fatalf("load compose.yaml: %v", err)
+	}
+	return p
+}
+
+func service(t *testing.T, p *types.Project, name string) types.ServiceConfig {
+	t.Helper()
+	s, err := p.GetService(name)
+	if err != nil {
+		t.Fatalf("service %s: %v", name, err)
+	}
+	return s
+}
+
+func environment(s types.ServiceConfig) map[string]string {
+	env := map[string]string{}
+	for k, v := range s.Environment {
+		if v != nil {
+			env[k] = *v
+		}
+	}
+	return env
+}
+
+// mount is the service's volume or bind mount at target.
+func mount(t *testing.T, s types.ServiceConfig, target string) types.ServiceVolumeConfig {
+	t.Helper()
+	for _, v := range s.Volumes {
+		if v.Target == target {
+			return v
+		}
+	}
+	t.Fatalf("service %s mounts nothing at %s", s.Name, target)
+	return types.ServiceVolumeConfig{}
+}
+
+func dependsOn(t *testing.T, s types.ServiceConfig, on, condition string) types.ServiceDependency {
+	t.Helper()
+	d, ok := s.DependsOn[on]
+	if !ok {
+		t.Fatalf("service %s does not depend on %s", s.Name, on)
+	}
+	if d.Condition != condition {
+		t.Errorf("service %s waits for %s to be %q, want %q", s.Name, on, d.Condition, condition)
+	}
+	return d
+}
+
+func sortedNames(p *types.Project) []string {
+	names := p.ServiceNames()
+	slices.Sort(names)
+	return names
+}
+
+func TestComposeServices(t *testing.T) {
+	p := mustLoadCompose(t, exampleEnv(t))
+	if p.Name != "hitcounter" {
+		t.Errorf("project name %q, want hitcounter (named volumes are hitcounter_*)", p.Name)
+	}
+	if got, want := sortedNames(p), []string{"db", "migrate", "nginx", "tls-bootstrap", "web"}; !slices.Equal(got, want) {
+		t.Errorf("services started by default %v, want %v", got, want)
+	}
+	if _, ok := p.DisabledServices["certbot"]; !ok || len(p.DisabledServices) != 1 {
+		t.Errorf("services off by default %v, want only certbot", p.DisabledServices)
+	}
+
+	p = mustLoadCompose(t, exampleEnv(t), "certbot")
+	if got, want := sortedNames(p), []string{"certbot", "db", "migrate", "nginx", "tls-bootstrap", "web"}; !slices.Equal(got, want) {
+		t.Errorf("services with the certbot profile %v, want %v", got, want)
+	}
+	for _, s := range p.Services {
+		want := []string(nil)
+		if s.Name == "certbot" {
+			want = []string{"certbot"}
+		}
+		if !slices.Equal(s.Profiles, want) {
+			t.Errorf("service %s has profiles %v, want %v", s.Name, s.Profiles, want)
+		}
+		// Pinned images: a tag with a version, never latest.
+		if s.Image != "" && !regexp.MustCompile(`^[a-z0-9./-]+:v?\d[\w.-]*$`).MatchString(s.Image) {
+			t.Errorf("service %s: image %q has no pinned version tag", s.Name, s.Image)
+		}
+	}
+}
+
+func TestComposeDatabase(t *testing.T) {
+	env := exampleEnv(t)
+	db := service(t, mustLoadCompose(t, env), "db")
+	if !strings.HasPrefix(db.Image, "postgres:17") {
+		t.Errorf("db image %q, want the official postgres:17", db.Image)
+	}
+	if db.Restart != types.RestartPolicyUnlessStopped {
+		t.Errorf("db restart %q, want unless-stopped", db.Restart)
+	}
+	if db.HealthCheck == nil || len(db.HealthCheck.Test) < 2 || db.HealthCheck.Test[1] != "pg_isready" {
+		t.Fatalf("db healthcheck %v, want pg_isready", db.HealthCheck)
+	}
+	test := strings.Join(db.HealthCheck.Test, " ")
+	for _, want := range []string{"--username=" + env["POSTGRES_USER"], "--dbname=" + env["POSTGRES_DB"], "--host=127.0.0.1"} {
+		if !strings.Contains(test, want) {
+			t.Errorf("db healthcheck %q lacks %q", test, want)
+		}
+	}
+	data := mount(t, db, "/var/lib/postgresql/data")
+	if data.Type != types.VolumeTypeVolume || data.Source != "pgdata" {
+		t.Errorf("db data on %s %q, want the named volume pgdata", data.Type, data.Source)
+	}
+	dbEnv := environment(db)
+	for _, k := range []string{"POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB"} {
+		if dbEnv[k] != env[k] {
+			t.Errorf("db %s = %q, want %q from .env", k, dbEnv[k], env[k])
+		}
+	}
+}
+
+func TestComposeMigrate(t *testing.T) {
+	p := mustLoadCompose(t, exampleEnv(t))
+	m := service(t, p, "migrate")
+	if m.Build == nil || m.Build.Target != "migrate" {
+		t.Errorf("migrate build %+v, want the Dockerfile's target migrate", m.Build)
+	}
+	dependsOn(t, m, "db", types.ServiceConditionHealthy)
+	if m.Restart != types.RestartPolicyNo {
+		t.Errorf("migrate restart %q, want no: it is a one-shot", m.Restart)
+	}
+	checkDatabaseURL(t, environment(m)["DATABASE_URL"], exampleEnv(t))
+}
+
+// checkDatabaseURL: the db service, with the user, password and database of .env.
+func checkDatabaseURL(t *testing.T, raw string, env map[string]string) {
+	t.Helper()
+	u, err := url.Parse(raw)
+	if err != nil {
+		t.Fatalf("DATABASE_URL %q: %v", raw, err)
+	}
+	pw, _ := u.User.Password()
+	if u.Scheme != "postgres" || u.Hostname() != "db" || u.Port() != "5432" ||
+		u.User.Username() != env["POSTGRES_USER"] || pw != env["POSTGRES_PASSWORD"] ||
+		u.Path != "/"+env["POSTGRES_DB"] {
+		t.Errorf("DATABASE_URL %q, want postgres://$POSTGRES_USER:$POSTGRES_PASSWORD@db:5432/$POSTGRES_DB", raw)
+	}
+}
+
+func TestComposeWeb(t *testing.T) {
+	env := exampleEnv(t)
+	web := service(t, mustLoadCompose(t, env), "web")
+	if web.Build == nil || web.Build.Target != "web" {
+		t.Errorf("web build %+v, want the Dockerfile's target web", web.Build)
+	}
+	dependsOn(t, web, "migrate", types.ServiceConditionCompletedSuccessfully)
+	if web.Restart != types.RestartPolicyUnlessStopped {
+		t.Errorf("web restart %q, want unless-stopped", web.Restart)
+	}
+	if len(web.Ports) != 0 {
+		t.Errorf("web publishes %v: only nginx may reach it", web.Ports)
+	}
+	if !slices.Contains(web.Expose, "8000") {
+		t.Errorf("web exposes %v, want 8000", web.Expose)
+	}
+	wantProbe := []string{"CMD", "/hitcounter", "-probe", "http://127.0.0.1:8000/readyz"}
+	if web.HealthCheck == nil || !slices.Equal(web.HealthCheck.Test, wantProbe) {
+		t.Fatalf("web healthcheck %v, want %v", web.HealthCheck, wantProbe)
+	}
+
+	webEnv := environment(web)
+	checkDatabaseURL(t, webEnv["DATABASE_URL"], env)
+	want := map[string]string{
+		"CLIENT_IP_HEADER": "X-Real-IP",
+		"LOG_FORMAT":       "json",
+		"LOG_LEVEL":        env["LOG_LEVEL"],
+		"POLL_INTERVAL":    env["POLL_INTERVAL"],
+	}
+	for k, v := range want {
+		if webEnv[k] != v {
+			t.Errorf("web %s = %q, want %q", k, webEnv[k], v)
+		}
+	}
+	// Docker's networks are on the private ranges; nothing else is trusted.
+	var prefixes []netip.Prefix
+	for s := range strings.SplitSeq(webEnv["TRUSTED_PROXIES"], ",") {
+		p, err := netip.ParsePrefix(strings.TrimSpace(s))
+		if err != nil {
+			t.Fatalf("TRUSTED_PROXIES: %v", err)
+		}
+		prefixes = append(prefixes, p)
+	}
+	want3 := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("172.16.0.0/12"), netip.MustParsePrefix("192.168.0.0/16")}
+	if !slices.Equal(prefixes, want3) {
+		t.Errorf("TRUSTED_PROXIES %v, want %v", prefixes, want3)
+	}
+
+	// The program itself accepts this environment, and the probe command.
+	c, err := parseConfig([]string{"hitcounter"}, func(k string) string { return webEnv[k] }, io.Discard)
+	if err != nil {
+		t.Fatalf("the web service's environment is not a valid configuration: %v", err)
+	}
+	if c.addr != ":8000" || c.clientIPHeader != "X-Real-IP" || c.logFormat != "json" {
+		t.Errorf("configuration from the environment: addr %q, client IP header %q, log format %q", c.addr, c.clientIPHeader, c.logFormat)
+	}
+	if _, err := newLogger(io.Discard, c.logLevel, c.logFormat); err != nil {
+		t.Error(err)
+	}
+	c, err = parseConfig(web.HealthCheck.Test[1:], func(string) string { return "" }, io.Discard)
+	if err != nil || c.probe != wantProbe[3] {
+		t.Errorf("healthcheck command: probe %q, %v", c.probe, err)
+	}
+}
+
+func TestComposeNginx(t *testing.T) {
+	p := mustLoadCompose(t, exampleEnv(t), "certbot")
+	ngx := service(t, p, "nginx")
+	if !strings.HasPrefix(ngx.Image, "nginx:") {
+		t.Errorf("nginx image %q, want the official nginx", ngx.Image)
+	}
+	if d := dependsOn(t, ngx, "web", types.ServiceConditionHealthy); !d.Restart {
+		t.Error("nginx resolves web's address at start: it must restart when web is recreated (restart: true)")
+	}
+	dependsOn(t, ngx, "tls-bootstrap", types.ServiceConditionCompletedSuccessfully)
+	if ngx.Restart != types.RestartPolicyUnlessStopped {
+		t.Errorf("nginx restart %q, want unless-stopped", ngx.Restart)
+	}
+	var published []string
+	for _, port := range ngx.Ports {
+		published = append(published, port.Published+":"+strconv.FormatUint(uint64(port.Target), 10))
+	}
+	slices.Sort(published)
+	if !slices.Equal(published, []string{"443:443", "80:80"}) {
+		t.Errorf("nginx publishes %v, want 80:80 and 443:443", published)
+	}
+	for target, source := range map[string]string{
+		"/etc/nginx/nginx.conf":  "nginx.conf",
+		"/srv/hitcounter/assets": "assets",
+	} {
+		m := mount(t, ngx, target)
+		if m.Type != types.VolumeTypeBind || !m.ReadOnly || filepath.Base(m.Source) != source {
+			t.Errorf("nginx %s: %s %s (read-only %v), want ./%s read-only", target, m.Type, m.Source, m.ReadOnly, source)
+		}
+	}
+	// The certificates and the challenge files: shared named volumes.
+	certbot := service(t, p, "certbot")
+	bootstrap := service(t, p, "tls-bootstrap")
+	for _, target := range []string{"/etc/letsencrypt", "/var/www/certbot"} {
+		m := mount(t, ngx, target)
+		if m.Type != types.VolumeTypeVolume || !m.ReadOnly {
+			t.Errorf("nginx %s: %s read-only %v, want a named volume, read-only", target, m.Type, m.ReadOnly)
+		}
+		if c := mount(t, certbot, target); c.Source != m.Source || c.ReadOnly {
+			t.Errorf("certbot %s: volume %q (read-only %v), want nginx's %q, writable", target, c.Source, c.ReadOnly, m.Source)
+		}
+	}
+	if b, n := mount(t, bootstrap, "/etc/letsencrypt"), mount(t, ngx, "/etc/letsencrypt"); b.Source != n.Source || b.ReadOnly {
+		t.Errorf("tls-bootstrap /etc/letsencrypt: volume %q (read-only %v), want nginx's %q, writable", b.Source, b.ReadOnly, n.Source)
+	}
+	// Reloads every 6 hours, nginx in the foreground as PID 1; compose left
+	// the shell text alone (no $ to interpolate).
+	cmd := strings.Join(ngx.Command, " ")
+	for _, want := range []string{"sleep 6h", "nginx -s reload", "exec nginx -g 'daemon off;'"} {
+		if !strings.Contains(cmd, want) {
+			t.Errorf("nginx command %q lacks %q", cmd, want)
+		}
+	}
+}
+
+func TestComposeCertificates(t *testing.T) {
+	env := exampleEnv(t)
+	p := mustLoadCompose(t, env, "certbot")
+	bootstrap := service(t, p, "tls-bootstrap")
+	certbot := service(t, p, "certbot")
+	if bootstrap.Image != certbot.Image || !strings.HasPrefix(certbot.Image, "certbot/certbot:v") {
+		t.Errorf("images: tls-bootstrap %q, certbot %q; want the same pinned certbot/certbot", bootstrap.Image, certbot.Image)
+	}
+	if bootstrap.Restart != types.RestartPolicyNo {
+		t.Errorf("tls-bootstrap restart %q, want no: it is a one-shot", bootstrap.Restart)
+	}
+	if certbot.Restart != types.RestartPolicyUnlessStopped {
+		t.Errorf("certbot restart %q, want unless-stopped: it renews", certbot.Restart)
+	}
+	dependsOn(t, certbot, "nginx", types.ServiceConditionStarted)
+	for _, s := range []types.ServiceConfig{bootstrap, certbot} {
+		// The scripts run from the read-only ./deploy mount, with sh.
+		if len(s.Entrypoint) != 2 || s.Entrypoint[0] != "/bin/sh" || !strings.HasPrefix(s.Entrypoint[1], "/deploy/") {
+			t.Errorf("%s entrypoint %v, want /bin/sh /deploy/SCRIPT", s.Name, s.Entrypoint)
+			continue
+		}
+		d := mount(t, s, "/deploy")
+		if d.Type != types.VolumeTypeBind || !d.ReadOnly || filepath.Base(d.Source) != "deploy" {
+			t.Errorf("%s /deploy: %s %s read-only %v, want ./deploy read-only", s.Name, d.Type, d.Source, d.ReadOnly)
+		}
+		script := filepath.Join(d.Source, strings.TrimPrefix(s.Entrypoint[1], "/deploy/"))
+		if _, err := os.Stat(script); err != nil {
+			t.Errorf("%s runs a script that is not in the repository: %v", s.Name, err)
+		}
+	}
+	certbotEnv := environment(certbot)
+	for _, k := range []string{"DOMAIN", "EMAIL", "CERTBOT_STAGING"} {
+		if certbotEnv[k] != env[k] {
+			t.Errorf("certbot %s = %q, want %q from .env", k, certbotEnv[k], env[k])
+		}
+	}
+}
+
+// Every file or folder that compose.yaml mounts from the repository exists
+// (nginx.conf, assets, deploy), and so does the build context.
+func TestComposeMountedFilesExist(t *testing.T) {
+	p := mustLoadCompose(t, exampleEnv(t), "certbot")
+	for _, s := range p.Services {
+		for _, v := range s.Volumes {
+			if v.Type != types.VolumeTypeBind {
+				continue
+			}
+			if _, err := os.Stat(v.Source); err != nil {
+				t.Errorf("service %s mounts %s at %s: %v", s.Name, v.Source, v.Target, err)
+			}
+		}
+		if s.Build != nil {
+			if _, err := os.Stat(filepath.Join(s.Build.Context, "Dockerfile")); err != nil {
+				t.Errorf("service %s builds from %s: %v", s.Name, s.Build.Context, err)
+			}
+		}
+	}
+	for name, v := range p.Volumes {
+		if v.External {
+			t.Errorf("volume %s is external: compose must create it", name)
+		}
+	}
+}
+
+// The database settings are required, with a message that says where.
+func TestComposeRequiresDatabaseSettings(t *testing.T) {
+	for _, k := range []string{"POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB"} {
+		for _, unset := range []bool{true, false} {
+			env := exampleEnv(t)
+			if unset {
+				delete(env, k)
+			} else {
+				env[k] = ""
+			}
+			_, err := loadCompose(t, env)
+			if want := "set " + k + " in .env"; err == nil || !strings.Contains(err.Error(), want) {
+				t.Errorf("compose.yaml without %s (unset %v): error %v, want one that says %q", k, unset, err, want)
+			}
+		}
+	}
+}
+
+// The password comes only from .env: compose.yaml never holds one, and the
+// services get whatever .env says.
+func TestComposePasswordOnlyFromEnv(t *testing.T) {
+	env := exampleEnv(t)
+	text, err := os.ReadFile("compose.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(text, []byte(env["POSTGRES_PASSWORD"])) {
+		t.Errorf("compose.yaml contains the password of .env.example")
+	}
+	// It goes into a URL as it is: the example must show a URL-safe one.
+	if !regexp.MustCompile(`^[A-Za-z0-9._~-]{16,}$`).MatchString(env["POSTGRES_PASSWORD"]) {
+		t.Errorf(".env.example's POSTGRES_PASSWORD %q: want 16 or more of A-Z a-z 0-9 . _ ~ -", env["POSTGRES_PASSWORD"])
+	}
+
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	env["POSTGRES_PASSWORD"] = hex.EncodeToString(b)
+	p := mustLoadCompose(t, env, "certbot")
+	if got := environment(service(t, p, "db"))["POSTGRES_PASSWORD"]; got != env["POSTGRES_PASSWORD"] {
+		t.Errorf("db POSTGRES_PASSWORD %q, want .env's %q", got, env["POSTGRES_PASSWORD"])
+	}
+	for _, name := range []string{"migrate", "web"} {
+		checkDatabaseURL(t, environment(service(t, p, name))["DATABASE_URL"], env)
+	}
+	for _, s := range p.Services {
+		for k, v := range environment(s) {
+			if strings.Contains(v, env["POSTGRES_PASSWORD"]) && k != "POSTGRES_PASSWORD" && k != "DATABASE_URL" {
+				t.Errorf("service %s has the password in %s", s.Name, k)
+			}
+		}
+	}
+}
+
+// .env.example names every variable compose.yaml reads, and only those
+// (besides docker compose's own COMPOSE_*).
+func TestComposeEnvExampleIsComplete(t *testing.T) {
+	text, err := os.ReadFile("compose.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	used := map[string]bool{}
+	ref := regexp.MustCompile(`(?:^|[^$])\$\{([A-Z_][A-Z0-9_]*)`)
+	for line := range strings.SplitSeq(string(text), "\n") {
+		if strings.HasPrefix(strings.TrimSpace(line), "#") {
+			continue
+		}
+		for _, m := range ref.FindAllStringSubmatch(line, -1) {
+			used[m[1]] = true
+		}
+	}
+	env := exampleEnv(t)
+	for k := range used {
+		if _, ok := env[k]; !ok {
+			t.Errorf("compose.yaml reads %s, which .env.example does not set", k)
+		}
+	}
+	for k := range env {
+		if !used[k] && !strings.HasPrefix(k, "COMPOSE_") {
+			t.Errorf(".env.example sets %s, which compose.yaml does not read", k)
+		}
+	}
+}
+
+// dockerStage is one FROM of the Dockerfile and the instructions under it,
+// continuation lines joined.
+type dockerStage struct {
+	name, from string
+	lines      []string
+}
+
+func dockerStages(t *testing.T) []dockerStage {
+	t.Helper()
+	text, err := os.ReadFile("Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stages []dockerStage
+	var cur strings.Builder
+	for line := range strings.SplitSeq(string(text), "\n") {
+		line = strings.TrimSpace(line)
+		if strings.HasPrefix(line, "#") || (line == "" && cur.Len() == 0) {
+			continue
+		}
+		if cont, ok := strings.CutSuffix(line, "\\"); ok {
+			cur.WriteString(cont)
+			continue
+		}
+		cur.WriteString(line)
+		ins := strings.Join(strings.Fields(cur.String()), " ")
+		cur.Reset()
+		f := strings.Fields(ins)
+		if strings.EqualFold(f[0], "FROM") {
+			st := dockerStage{from: f[1]}
+			if len(f) == 4 && strings.EqualFold(f[2], "AS") {
+				st.name = f[3]
+			}
+			stages = append(stages, st)
+			continue
+		}
+		if len(stages) == 0 {
+			t.Fatalf("Dockerfile: %q before the first FROM", ins)
+		}
+		stages[len(stages)-1].lines = append(stages[len(stages)-1].lines, ins)
+	}
+	return stages
+}
+
+func stage(t *testing.T, stages []dockerStage, name string) dockerStage {
+	t.Helper()
+	for _, s := range stages {
+		if s.name == name {
+			return s
+		}
+	}
+	t.Fatalf("Dockerfile has no stage %s", name)
+	return dockerStage{}
+}
+
+func (s dockerStage) has(line string) bool { return slices.Contains(s.lines, line) }
+
+// The go builds of the Dockerfile, which TestComposeBuildContextCompiles
+// repeats on the build context.
+var dockerGoBuilds = []struct{ stage, out, pkg string }{
+	{"tern", "tern", "github.com/jackc/tern/v2"},
+	{"build", "hitcounter", "."},
+	{"build", "env", "./deploy/env"},
+}
+
+func TestComposeDockerfile(t *testing.T) {
+	stages := dockerStages(t)
+
+	// Go: go.mod's version, so GOTOOLCHAIN=local of the image builds it.
+	gomod, err := os.ReadFile("go.mod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	goLine := regexp.MustCompile(`(?m)^go (\S+)$`).FindSubmatch(gomod)
+	if goLine == nil {
+		t.Fatal("go.mod has no go line")
+	}
+	golang := 0
+	for _, s := range stages {
+		if img, ok := strings.CutPrefix(s.from, "golang:"); ok {
+			golang++
+			if v, _, _ := strings.Cut(img, "-"); v != string(goLine[1]) {
+				t.Errorf("Dockerfile stage %s: FROM %s, want Go %s of go.mod", s.name, s.from, goLine[1])
+			}
+		}
+	}
+	if golang == 0 {
+		t.Error("Dockerfile builds from no golang image")
+	}
+	modules := stage(t, stages, "modules")
+	for _, want := range []string{"ENV CGO_ENABLED=0", "COPY go.mod go.sum ./", "RUN go mod download"} {
+		if !modules.has(want) {
+			t.Errorf("Dockerfile stage modules lacks %q", want)
+		}
+	}
+	for _, b := range dockerGoBuilds {
+		want := `go build -trimpath -ldflags="-s -w" -o /out/` + b.out + " " + b.pkg
+		found := false
+		for _, l := range stage(t, stages, b.stage).lines {
+			found = found || (strings.HasPrefix(l, "RUN ") && strings.Contains(l, want))
+		}
+		if !found {
+			t.Errorf("Dockerfile stage %s does not run %q", b.stage, want)
+		}
+	}
+
+	// The final stage is the server: `docker build .` gives it.
+	last := stages[len(stages)-1]
+	if last.name != "web" {
+		t.Errorf("the last Dockerfile stage is %q, want web", last.name)
+	}
+	runtime := map[string][]string{
+		"web": {
+			"COPY --from=build /out/hitcounter /hitcounter",
+			"COPY --from=build /out/env /usr/bin/env",
+			"USER nonroot", "EXPOSE 8000", `ENTRYPOINT ["/hitcounter"]`,
+		},
+		"migrate": {
+			"COPY --from=tern /out/tern /tern",
+			"COPY migrations/tern.conf migrations/*.sql /migrations/",
+			"USER nonroot",
+			`ENTRYPOINT ["/tern", "migrate", "--migrations", "/migrations", "--config", "/migrations/tern.conf"]`,
+		},
+	}
+	for name, want := range runtime {
+		s := stage(t, stages, name)
+		if !strings.HasPrefix(s.from, "gcr.io/distroless/static-") || !strings.HasSuffix(s.from, ":nonroot") {
+			t.Errorf("Dockerfile stage %s: FROM %s, want distroless static, nonroot", name, s.from)
+		}
+		for _, w := range want {
+			if !s.has(w) {
+				t.Errorf("Dockerfile stage %s lacks %q", name, w)
+			}
+		}
+	}
+
+	// compose.yaml builds these targets.
+	p := mustLoadCompose(t, exampleEnv(t))
+	for _, s := range p.Services {
+		if s.Build != nil {
+			stage(t, stages, s.Build.Target)
+		}
+	}
+}
+
+// The build context (the repository less .dockerignore) holds everything
+// the Dockerfile copies and compiles: its go builds run here on a copy of
+// exactly that context, and make static binaries for distroless/static.
+func TestComposeBuildContextCompiles(t *testing.T) {
+	if testing.Short() {
+		t.Skip("compiles the images' binaries")
+	}
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("no go command on PATH")
+	}
+	buildCtx := t.TempDir()
+	copyBuildContext(t, ".", buildCtx)
+	for _, name := range []string{"go.mod", "go.sum", "migrations/tern.conf", "migrations/001_create_counters.sql", "deploy/env/main.go"} {
+		if _, err := os.Stat(filepath.Join(buildCtx, name)); err != nil {
+			t.Errorf("build context lacks %s, which the Dockerfile needs", name)
+		}
+	}
+	for _, secret := range []string{".env", ".git", ".pgdata", "compose_test.go"} {
+		if _, err := os.Lstat(filepath.Join(buildCtx, secret)); err == nil {
+			t.Errorf("build context holds %s", secret)
+		}
+	}
+
+	// Stage tern has only go.mod and go.sum.
+	modOnly := t.TempDir()
+	for _, name := range []string{"go.mod", "go.sum"} {
+		copyFile(t, filepath.Join(buildCtx, name), filepath.Join(modOnly, name))
+	}
+	out := t.TempDir()
+	for _, b := range dockerGoBuilds {
+		dir := buildCtx
+		if b.stage == "tern" {
+			dir = modOnly
+		}
+		cmd := exec.Command(goBin, "build", "-trimpath", "-ldflags=-s -w", "-o", filepath.Join(out, b.out), b.pkg)
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOTOOLCHAIN=local", "GOFLAGS=", "GOWORK=off")
+		if msg, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("stage %s: go build -o %s %s: %v\n%s", b.stage, b.out, b.pkg, err, msg)
+		}
+		f, err := elf.Open(filepath.Join(out, b.out))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, prog := range f.Progs {
+			if prog.Type == elf.PT_INTERP {
+				t.Errorf("%s is dynamically linked: distroless/static has no libc", b.out)
+			}
+		}
+		f.Close()
+	}
+
+	// The image's env prints the environment it is given, nothing else.
+	cmd := exec.Command(filepath.Join(out, "env"))
+	cmd.Env = []string{"DATABASE_URL=postgres://u:p@db:5432/d", "LOG_FORMAT=json"}
+	got, err := cmd.Output()
+	if err != nil || string(got) != "DATABASE_URL=postgres://u:p@db:5432/d\nLOG_FORMAT=json\n" {
+		t.Errorf("env printed %q, %v", got, err)
+	}
+}
+
+// copyBuildContext copies the files of src that .dockerignore leaves in the
+// build context, with Docker's own matcher.
+func copyBuildContext(t *testing.T, src, dst string) {
+	t.Helper()
+	f, err := os.Open(filepath.Join(src, ".dockerignore"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	patterns, err := ignorefile.ReadAll(f)
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pm, err := patternmatcher.New(patterns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(src, path)
+		if err != nil || rel == "." {
+			return err
+		}
+		excluded, err := pm.MatchesOrParentMatches(filepath.ToSlash(rel))
+		if err != nil {
+			return err
+		}
+		switch {
+		case excluded && d.IsDir() && !pm.Exclusions():
+			return filepath.SkipDir
+		case excluded:
+			return nil
+		case d.IsDir():
+			return os.MkdirAll(filepath.Join(dst, rel), 0o755)
+		case d.Type().IsRegular():
+			copyFile(t, path, filepath.Join(dst, rel))
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("copy the build context: %v", err)
+	}
+}
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	data, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Dir(to), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
