@@ -19,7 +19,7 @@ run: build
 ## test: everything CI checks: generated files, gofmt, vet, all tests on a throwaway PostgreSQL,
 ##       real nginx and headless Chromium
 test: check-generated lint
-	@scripts/deps postgresql chromium nginx
+	@scripts/deps postgresql chromium nginx openssl
 	scripts/with-test-db $(GO) test -race -count=1 -timeout 20m ./...
 
 build: generate

@@ -43,6 +43,7 @@ type proxied struct {
 	ca         *x509.CertPool
 	nginxLogs  *lockedBuffer
 	webrootDir string
+	nginx      *os.Process
 }
 
 func nginxBinary(t testing.TB) string {
@@ -223,6 +224,7 @@ func startProxied(t testing.TB, opts proxyOptions) *proxied {
 		ca:         ca,
 		nginxLogs:  logs,
 		webrootDir: webroot,
+		nginx:      cmd.Process,
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
