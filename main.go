@@ -53,14 +53,10 @@ type config struct {
 	probe           string
 }
 
-// parseConfig reads flags; each flag's default comes from its environment
-// variable, so both ways work and a flag wins over the environment.
-func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
-	var c config
-	c.retry = db.DefaultRetryPolicy()
-	fs := flag.NewFlagSet(args[0], flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	envOf := map[string]string{}
+// flags defines every setting on fs; envOf maps each flag to the
+// environment variable that gives its default.
+func flags(c *config, fs *flag.FlagSet) (envOf map[string]string) {
+	envOf = map[string]string{}
 	str := func(p *string, name, env, def, usage string) {
 		fs.StringVar(p, name, def, usage+" ($"+env+")")
 		envOf[name] = env
@@ -88,14 +84,23 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	str(&c.logFormat, "log-format", "LOG_FORMAT", "text", "text or json")
 	str(&c.clientIPHeader, "client-ip-header", "CLIENT_IP_HEADER", "", "header a trusted reverse proxy sets to the client IP, e.g. X-Real-IP; empty when exposed directly")
 	str(&c.trustedProxies, "trusted-proxies", "TRUSTED_PROXIES", "", "comma-separated CIDRs allowed to set the client IP header; empty trusts any peer")
-
 	fs.StringVar(&c.probe, "probe", "", "only GET this URL and exit 0 if it answers 200: a health check for images without curl")
+	return envOf
+}
+
+// parseConfig reads flags; each flag's default comes from its environment
+// variable, so both ways work and a flag wins over the environment.
+func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
+	c := config{retry: db.DefaultRetryPolicy()}
+	fs := flag.NewFlagSet(args[0], flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	envOf := flags(&c, fs)
 
 	// Environment first, so flags given on the command line override it.
 	var envErr error
 	fs.VisitAll(func(f *flag.Flag) {
-		env := envOf[f.Name]
-		if v := getenv(env); v != "" && envErr == nil {
+		env, ok := envOf[f.Name]
+		if v := getenv(env); ok && v != "" && envErr == nil {
 			if err := f.Value.Set(v); err != nil {
 				envErr = fmt.Errorf("$%s=%q: %w", env, v, err)
 			}

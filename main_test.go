@@ -5,9 +5,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"flag"
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -215,5 +218,44 @@ func TestRunProbe(t *testing.T) {
 	err := run(ctx, []string{"hitcounter", "-probe", base + "/nope"}, func(string) string { return "" }, io.Discard, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "404") {
 		t.Fatalf("probe of a 404: %v, want an error naming the status", err)
+	}
+}
+
+// The README's configuration table is the program's: every variable with
+// its flag and default, nothing more, nothing less.
+func TestREADMEConfigurationTable(t *testing.T) {
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	row := regexp.MustCompile("(?m)^\\| `([A-Z_]+)` \\| `(-[a-z-]+)` \\| ([^|]+) \\|")
+	documented := map[string][2]string{} // env → flag, default
+	for _, m := range row.FindAllStringSubmatch(string(readme), -1) {
+		documented[m[1]] = [2]string{m[2], strings.Trim(strings.TrimSpace(m[3]), "`")}
+	}
+
+	c := config{retry: db.DefaultRetryPolicy()}
+	fs := flag.NewFlagSet("hitcounter", flag.ContinueOnError)
+	envOf := flags(&c, fs)
+	for name, env := range envOf {
+		doc, ok := documented[env]
+		if !ok {
+			t.Errorf("README's configuration table lacks %s (-%s)", env, name)
+			continue
+		}
+		delete(documented, env)
+		want := fs.Lookup(name).DefValue
+		if want == "" {
+			want = "(empty)"
+			if name == "database-url" {
+				want = "(required)"
+			}
+		}
+		if doc[0] != "-"+name || doc[1] != want {
+			t.Errorf("README documents %s as %s, default %q; the program has -%s, default %q", env, doc[0], doc[1], name, want)
+		}
+	}
+	for env := range documented {
+		t.Errorf("README documents %s, which the program does not read", env)
 	}
 }
