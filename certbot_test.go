@@ -155,3 +155,28 @@ func servedCommonName(t *testing.T, p *proxied) string {
 	defer conn.Close()
 	return conn.ConnectionState().PeerCertificates[0].Subject.CommonName
 }
+
+// deploy/hitcounter.service is a unit systemd accepts.
+func TestSystemdUnitVerifies(t *testing.T) {
+	analyze, err := exec.LookPath("systemd-analyze")
+	if err != nil {
+		t.Skip("systemd-analyze not installed (Debian: systemd)")
+	}
+	unit, err := os.ReadFile("deploy/hitcounter.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// verify wants ExecStart to exist: point it at a binary that does.
+	text := strings.Replace(string(unit), "ExecStart=/usr/local/bin/hitcounter", "ExecStart=/bin/true", 1)
+	if text == string(unit) {
+		t.Fatal("the unit's ExecStart is not /usr/local/bin/hitcounter, as the README installs it")
+	}
+	path := filepath.Join(t.TempDir(), "hitcounter.service")
+	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(analyze, "verify", path).CombinedOutput()
+	if err != nil || len(out) > 0 {
+		t.Fatalf("systemd-analyze verify: %v\n%s", err, out)
+	}
+}
