@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
-	"net/url"
 	"sync"
 	"testing"
 	"time"
@@ -114,19 +113,6 @@ func newStore(t testing.TB, dbURL string, p RetryPolicy) (*Store, *logSink) {
 	}
 	t.Cleanup(s.Close)
 	return s, sink
-}
-
-// withQuery returns dbURL with the query parameter k set to v.
-func withQuery(t testing.TB, dbURL, k, v string) string {
-	t.Helper()
-	u, err := url.Parse(dbURL)
-	if err != nil {
-		t.Fatalf("parse database URL: %v", err)
-	}
-	q := u.Query()
-	q.Set(k, v)
-	u.RawQuery = q.Encode()
-	return u.String()
 }
 
 func testCtx(t testing.TB) context.Context {

@@ -85,7 +85,7 @@ func TestConcurrentIncrementsAreExact(t *testing.T) {
 	t.Parallel()
 	const workers, each = 50, 200
 	dbURL := testdb.NewMigrated(t)
-	s, _ := newStore(t, withQuery(t, dbURL, "pool_max_conns", "20"), DefaultRetryPolicy())
+	s, _ := newStore(t, testdb.WithQuery(t, dbURL, "pool_max_conns", "20"), DefaultRetryPolicy())
 	ctx := testCtx(t)
 	start := testdb.Hits(t, dbURL, "main")
 
@@ -243,7 +243,7 @@ func TestPing(t *testing.T) {
 
 func BenchmarkIncrement(b *testing.B) {
 	dbURL := testdb.NewMigrated(b)
-	s, _ := newStore(b, withQuery(b, dbURL, "pool_max_conns", "20"), DefaultRetryPolicy())
+	s, _ := newStore(b, testdb.WithQuery(b, dbURL, "pool_max_conns", "20"), DefaultRetryPolicy())
 	ctx := context.Background()
 	if _, err := s.Increment(ctx, "main"); err != nil { // connect outside the timing
 		b.Fatal(err)

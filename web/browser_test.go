@@ -17,7 +17,6 @@ package web_test
 // of this package are written independently.
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -347,7 +346,7 @@ type browserTab struct {
 func startBrowser(t *testing.T, path string) *browserTab {
 	t.Helper()
 	userData := t.TempDir() // removed after the browser has stopped (cleanups run last-in first-out)
-	out := &browserOutput{}
+	out := &syncBuffer{}
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(path),
 		chromedp.UserDataDir(userData),
@@ -482,30 +481,6 @@ func cdpRemoteText(o *runtime.RemoteObject) string {
 
 func browserSameOrigin(rawURL, origin string) bool {
 	return rawURL == origin || strings.HasPrefix(rawURL, origin+"/")
-}
-
-// browserOutput collects the browser's stdout and stderr.
-type browserOutput struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *browserOutput) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *browserOutput) Len() int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Len()
-}
-
-func (b *browserOutput) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // --- page actions and checks ---

@@ -17,40 +17,6 @@ import (
 	"github.com/hitcounter/hitcounter/internal/testdb"
 )
 
-// startProxy starts a proxy in front of the server of dbURL and returns it
-// with dbURL rewritten to go through it.
-func startProxy(t *testing.T, dbURL string) (*Proxy, string) {
-	t.Helper()
-	u, err := url.Parse(dbURL)
-	if err != nil {
-		t.Fatalf("parse database URL: %v", err)
-	}
-	p, err := Start(u.Host)
-	if err != nil {
-		t.Fatalf("Start: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := p.Close(); err != nil {
-			t.Errorf("Close: %v", err)
-		}
-	})
-	u.Host = p.Addr()
-	return p, u.String()
-}
-
-// withQuery returns dbURL with the query parameter k set to v.
-func withQuery(t *testing.T, dbURL, k, v string) string {
-	t.Helper()
-	u, err := url.Parse(dbURL)
-	if err != nil {
-		t.Fatalf("parse database URL: %v", err)
-	}
-	q := u.Query()
-	q.Set(k, v)
-	u.RawQuery = q.Encode()
-	return u.String()
-}
-
 func testCtx(t *testing.T) context.Context {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -84,7 +50,7 @@ func increment(ctx context.Context, conn *pgx.Conn) error {
 func TestRelaysNormalTraffic(t *testing.T) {
 	t.Parallel()
 	dbURL := testdb.NewMigrated(t)
-	_, proxied := startProxy(t, dbURL)
+	_, proxied := ForTest(t, dbURL)
 	ctx := testCtx(t)
 	conn := connect(t, ctx, proxied)
 
@@ -115,7 +81,7 @@ func TestRelaysNormalTraffic(t *testing.T) {
 func TestSetDownCutsAndRefusesThenRecovers(t *testing.T) {
 	t.Parallel()
 	dbURL := testdb.NewMigrated(t)
-	p, proxied := startProxy(t, dbURL)
+	p, proxied := ForTest(t, dbURL)
 	ctx := testCtx(t)
 	conn := connect(t, ctx, proxied)
 	if _, err := conn.Exec(ctx, "select 1"); err != nil {
@@ -145,7 +111,7 @@ func TestSetDownCutsAndRefusesThenRecovers(t *testing.T) {
 func TestCutBeforeCommitRollsBack(t *testing.T) {
 	t.Parallel()
 	dbURL := testdb.NewMigrated(t)
-	p, proxied := startProxy(t, dbURL)
+	p, proxied := ForTest(t, dbURL)
 	ctx := testCtx(t)
 	conn := connect(t, ctx, proxied)
 	before := testdb.Hits(t, dbURL, "main")
@@ -179,8 +145,8 @@ func TestCutAfterCommitCommits(t *testing.T) {
 	for _, sslmode := range []string{"disable", "prefer"} { // prefer sends an SSLRequest first
 		t.Run("sslmode="+sslmode, func(t *testing.T) {
 			dbURL := testdb.NewMigrated(t)
-			p, proxied := startProxy(t, dbURL)
-			proxied = withQuery(t, proxied, "sslmode", sslmode)
+			p, proxied := ForTest(t, dbURL)
+			proxied = testdb.WithQuery(t, proxied, "sslmode", sslmode)
 			ctx := testCtx(t)
 			before := testdb.Hits(t, dbURL, "main")
 
@@ -217,7 +183,7 @@ func TestCutAfterCommitCommits(t *testing.T) {
 func TestFaultsIgnoreOtherQueries(t *testing.T) {
 	t.Parallel()
 	dbURL := testdb.NewMigrated(t)
-	p, proxied := startProxy(t, dbURL)
+	p, proxied := ForTest(t, dbURL)
 	ctx := testCtx(t)
 	conn := connect(t, ctx, proxied)
 	p.Arm(CutBeforeCommit, 1)

@@ -110,3 +110,17 @@ func Hits(t testing.TB, dbURL, name string) int64 {
 	}
 	return n
 }
+
+// WithQuery returns dbURL with the query parameter k set to v, e.g.
+// pool_max_conns or sslmode.
+func WithQuery(t testing.TB, dbURL, k, v string) string {
+	t.Helper()
+	u, err := url.Parse(dbURL)
+	if err != nil {
+		t.Fatalf("parse database URL: %v", err)
+	}
+	q := u.Query()
+	q.Set(k, v)
+	u.RawQuery = q.Encode()
+	return u.String()
+}
