@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -130,6 +131,49 @@ func TestBrowserSeesOtherVisitorsHits(t *testing.T) {
 	tab.checkNotReloaded("polling")
 	if got := a.pages.Load(); got != 1 {
 		t.Errorf("server answered %d GET /, want 1 (polling must not reload the page)", got)
+	}
+	tab.logProblems()
+}
+
+// TestBrowserClickWinsOverAStalePoll: a poll that read the count before a
+// click must not land after it and show the older count.
+func TestBrowserClickWinsOverAStalePoll(t *testing.T) {
+	chromium := browserPath(t)
+	a := startBrowserApp(t)
+	tab := startBrowser(t, chromium)
+
+	tab.load(a.URL)
+	n := tab.readCount()
+	tab.waitHTMXReady()
+
+	hold := &browserPollHold{held: make(chan context.Context, 64), release: make(chan struct{})}
+	a.hold.Store(hold)
+	var poll context.Context
+	select {
+	case poll = <-hold.held: // it has read n and waits to answer
+	case <-time.After(browserWaitTimeout):
+		t.Fatal("no poll arrived")
+	}
+
+	tab.clickPlusOne()
+	tab.waitCount(n+1, browserWaitTimeout)
+	// The click drops the poll at once. Waiting half of htmx's own request
+	// timeout (defaultTimeout, 10s) keeps that timeout out of the verdict.
+	select {
+	case <-poll.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("the poll that read the count before the click is still waiting: its older count would land after the click's")
+	}
+	a.hold.Store(nil)
+	close(hold.release)
+
+	// Later polls agree with the click.
+	polls := a.polls.Load()
+	tab.waitFor(10*browserPollInterval, "two more polls", func(context.Context) (bool, string) {
+		return a.polls.Load() >= polls+2, fmt.Sprintf("%d polls", a.polls.Load()-polls)
+	})
+	if got := tab.readCount(); got != n+1 {
+		t.Fatalf("after the polls the page shows %d, want %d", got, n+1)
 	}
 	tab.logProblems()
 }
@@ -271,6 +315,14 @@ type browserApp struct {
 	pages atomic.Int64 // GET / answered
 	hits  atomic.Int64 // POST /hit answered
 	polls atomic.Int64 // GET /count answered
+	// hold, when set, keeps each poll's answer (read at arrival) back until
+	// released or abandoned by the browser.
+	hold atomic.Pointer[browserPollHold]
+}
+
+type browserPollHold struct {
+	held    chan context.Context // each held poll's request context
+	release chan struct{}
 }
 
 // startBrowserApp serves the app on a fresh database of its own.
@@ -296,6 +348,21 @@ func startBrowserAppOn(t *testing.T, storeURL, dbURL string) *browserApp {
 	}
 	a := &browserApp{dbURL: dbURL}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if hold := a.hold.Load(); hold != nil && r.URL.Path == "/count" {
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, r)
+			hold.held <- r.Context()
+			select {
+			case <-hold.release:
+			case <-r.Context().Done():
+				return
+			}
+			maps.Copy(w.Header(), rec.Header())
+			w.WriteHeader(rec.Code)
+			_, _ = w.Write(rec.Body.Bytes())
+			a.polls.Add(1)
+			return
+		}
 		h.ServeHTTP(w, r)
 		switch {
 		case r.Method == http.MethodGet && r.URL.Path == "/":

@@ -182,6 +182,7 @@ func TestPageMarkup(t *testing.T) {
 		{"form", "hx-post", "/hit"},
 		{"form", "hx-target", "#counter"},
 		{"form", "hx-swap", "outerHTML"},
+		{"form", "hx-sync", "#counter:replace"},
 		{"script", "src", "/static/" + assets.HTMX},
 		{`link[rel="stylesheet"]`, "href", "/static/style.css"},
 		{`link[rel="icon"]`, "href", "/static/favicon.svg"},
