@@ -598,3 +598,36 @@ func TestRequestDeadlineAnswersWhenDatabaseHangs(t *testing.T) {
 		t.Errorf("message %q", got)
 	}
 }
+
+// panickingStore stands in for a bug in a handler's path; not a data store.
+type panickingStore struct{}
+
+func (panickingStore) Increment(context.Context, string) (int64, error) { panic("boom") }
+func (panickingStore) Count(context.Context, string) (int64, error)     { panic("boom") }
+func (panickingStore) Ready(context.Context) error                      { return nil }
+
+// A panic becomes a 500 page and one logged stack trace; the server lives on.
+func TestPanicRecovered(t *testing.T) {
+	logs := &syncBuffer{}
+	log := slog.New(slog.NewTextHandler(logs, nil))
+	h, err := web.NewServer(web.Config{}, panickingStore{}, assets.FS, assets.HTMX, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	a := &app{srv: srv, logs: logs}
+	resp, body := a.do(t, "GET", "/", nil, nil)
+	wantStatus(t, resp, 500)
+	if got := parse(t, body).Find(".problem").Text(); got != "Something went wrong on our side. Please try again." {
+		t.Errorf("message %q", got)
+	}
+	if strings.Contains(body, "boom") || strings.Contains(body, "goroutine") {
+		t.Errorf("the 500 page shows internals:\n%s", body)
+	}
+	if l := logs.String(); !strings.Contains(l, "level=ERROR") || !strings.Contains(l, "panic: boom") || !strings.Contains(l, "web_test.go") {
+		t.Errorf("the panic was not logged with its stack:\n%s", l)
+	}
+	resp, _ = a.do(t, "GET", "/healthz", nil, nil)
+	wantStatus(t, resp, 200)
+}
