@@ -23,9 +23,10 @@ const versionTable = "schema_version"
 
 // Store is the counters table behind a connection pool.
 type Store struct {
-	pool  *pgxpool.Pool
-	retry RetryPolicy
-	log   *slog.Logger
+	pool   *pgxpool.Pool
+	retry  RetryPolicy
+	log    *slog.Logger
+	schema int32 // the version of the embedded migrations
 }
 
 // Open makes a pool for databaseURL. It does not connect: Ping does, so a
@@ -33,6 +34,10 @@ type Store struct {
 // patience, and a store can be built against a database that comes later.
 func Open(databaseURL string, retry RetryPolicy, log *slog.Logger) (*Store, error) {
 	if err := retry.Validate(); err != nil {
+		return nil, err
+	}
+	schema, err := latestVersion(migrations.FS)
+	if err != nil {
 		return nil, err
 	}
 	cfg, err := pgxpool.ParseConfig(databaseURL)
@@ -44,7 +49,7 @@ func Open(databaseURL string, retry RetryPolicy, log *slog.Logger) (*Store, erro
 	if err != nil {
 		return nil, fmt.Errorf("create pool: %w", err)
 	}
-	return &Store{pool: pool, retry: retry, log: log}, nil
+	return &Store{pool: pool, retry: retry, log: log, schema: schema}, nil
 }
 
 // Close waits for borrowed connections to come back and closes them all.
@@ -92,17 +97,13 @@ func scanCount(name string, row pgx.Row, n *int64) error {
 // version of the embedded migrations. It does not retry: a readiness probe
 // wants the state now, and the prober asks again.
 func (s *Store) Ready(ctx context.Context) error {
-	want, err := latestVersion(migrations.FS)
-	if err != nil {
-		return err
-	}
 	var got int32
-	err = s.pool.QueryRow(ctx, "select version from "+versionTable).Scan(&got)
+	err := s.pool.QueryRow(ctx, "select version from "+versionTable).Scan(&got)
 	if err != nil {
 		return fmt.Errorf("%w: read schema version: %w", ErrUnavailable, err)
 	}
-	if got != want {
-		return fmt.Errorf("%w: schema at version %d, want %d (run the migrations)", ErrUnavailable, got, want)
+	if got != s.schema {
+		return fmt.Errorf("%w: schema at version %d, want %d (run the migrations)", ErrUnavailable, got, s.schema)
 	}
 	return nil
 }
