@@ -93,8 +93,8 @@ func scanCount(name string, row pgx.Row, n *int64) error {
 	return err
 }
 
-// Ready reports whether the database answers and its schema is at the
-// version of the embedded migrations. It does not retry: a readiness probe
+// Ready reports whether the database answers and its schema is at least at
+// the version of the embedded migrations. It does not retry: a readiness probe
 // wants the state now, and the prober asks again.
 func (s *Store) Ready(ctx context.Context) error {
 	var got int32
@@ -102,8 +102,10 @@ func (s *Store) Ready(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("%w: read schema version: %w", ErrUnavailable, err)
 	}
-	if got != s.schema {
-		return fmt.Errorf("%w: schema at version %d, want %d (run the migrations)", ErrUnavailable, got, s.schema)
+	// A newer schema is fine: during a rolling upgrade the new release
+	// migrates while this one still serves.
+	if got < s.schema {
+		return fmt.Errorf("%w: schema at version %d, this release needs %d (run the migrations)", ErrUnavailable, got, s.schema)
 	}
 	return nil
 }
