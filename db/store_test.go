@@ -143,6 +143,26 @@ func TestReadyAndMigrate(t *testing.T) {
 		}
 	})
 
+	t.Run("older or newer schema", func(t *testing.T) {
+		dbURL := testdb.NewMigrated(t)
+		s, _ := newStore(t, dbURL, fastPolicy())
+		setVersion := func(v int32) {
+			t.Helper()
+			if _, err := s.pool.Exec(ctx, "update schema_version set version = $1", v); err != nil {
+				t.Fatal(err)
+			}
+		}
+		setVersion(s.schema - 1)
+		if err := s.Ready(ctx); !errors.Is(err, ErrUnavailable) {
+			t.Errorf("Ready on an older schema: got %v, want ErrUnavailable", err)
+		}
+		// A newer release has migrated while this one still serves.
+		setVersion(s.schema + 1)
+		if err := s.Ready(ctx); err != nil {
+			t.Errorf("Ready on a newer schema: %v", err)
+		}
+	})
+
 	t.Run("unmigrated", func(t *testing.T) {
 		dbURL := testdb.New(t)
 		s, logs := newStore(t, dbURL, fastPolicy())
