@@ -7,6 +7,12 @@ PGDIR := .pgdata
 
 .PHONY: run test build generate check-generated lint bench db-stop clean
 
+# Go itself is the one thing these targets cannot install (Debian's golang
+# package is older than go.mod's go line).
+ifeq ($(shell command -v $(GO)),)
+$(error Go is not installed: install Go $(shell sed -n 's/^go //p' go.mod) or newer from https://go.dev/dl/ and put it on PATH)
+endif
+
 ## run: build, start a local PostgreSQL unless DATABASE_URL is set, migrate, serve on :8000
 run: build
 	@scripts/deps postgresql
