@@ -32,7 +32,6 @@ type Page struct {
 // Error is a page for a request that went wrong as a whole (404, 405, …).
 type Error struct {
 	Assets  Assets
-	Status  int
 	Title   string
 	Message string
 }

@@ -91,17 +91,16 @@ func (s *server) healthz(w http.ResponseWriter, r *http.Request) {
 
 // readyz says whether requests can be served: database reachable, schema
 // migrated.
-func (s *server) readyz(w http.ResponseWriter, r *http.Request) error {
+func (s *server) readyz(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	if err := s.store.Ready(r.Context()); err != nil {
 		noteError(r, err)
 		w.WriteHeader(http.StatusServiceUnavailable)
 		_, _ = w.Write([]byte("not ready: database unavailable or not migrated\n"))
-		return nil
+		return
 	}
 	_, _ = w.Write([]byte("ready\n"))
-	return nil
 }
 
 func (s *server) notFound(w http.ResponseWriter, r *http.Request) error {

@@ -3,7 +3,7 @@ package web
 import (
 	"bytes"
 	"context"
-	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -29,7 +29,7 @@ func (s *server) handle(h handlerFunc) http.HandlerFunc {
 		status, msg := problem(err)
 		// htmx swaps error answers too (htmx 4), and its only target is the
 		// counter: answer with the counter showing the message, still polling.
-		page := views.ErrorPage(views.Error{Assets: s.assets, Status: status, Title: http.StatusText(status), Message: msg})
+		page := views.ErrorPage(views.Error{Assets: s.assets, Title: http.StatusText(status), Message: msg})
 		if isHTMX(r) {
 			page = views.CounterFragment(views.Counter{Problem: msg, PollEvery: s.cfg.PollInterval})
 		}
@@ -47,7 +47,7 @@ func (s *server) render(w http.ResponseWriter, r *http.Request, status int, c te
 	// that says so must still render (templ stops on a done context).
 	if err := c.Render(context.WithoutCancel(r.Context()), &buf); err != nil {
 		http.Error(w, "Something went wrong on our side.", http.StatusInternalServerError)
-		return errors.Join(errors.New("render"), err)
+		return fmt.Errorf("render: %w", err)
 	}
 	h := w.Header()
 	h.Set("Content-Type", "text/html; charset=utf-8")

@@ -37,7 +37,7 @@ func (s *server) routes() error {
 	r.Post("/hit", s.handle(s.hit))
 	r.Get("/count", s.handle(s.count))
 	r.Get("/healthz", s.healthz)
-	r.Get("/readyz", s.handle(s.readyz))
+	r.Get("/readyz", s.readyz)
 	r.Get("/static/*", s.handle(s.serveStatic))
 	return nil
 }
