@@ -28,9 +28,12 @@ import (
 	"time"
 )
 
-// Fault is a way to lose a connection around a COMMIT. A COMMIT is a simple
-// Query message whose text is "commit" (any case, surrounding space and one
-// trailing ';' allowed), which is how pgx commits.
+// Fault is a way to lose a connection around a COMMIT. A COMMIT is either a
+// simple Query message whose text is "commit" (any case, surrounding space
+// and one trailing ';' allowed), which is how pgx commits a transaction, or
+// the Sync that ends an implicit transaction (outside BEGIN … COMMIT) in
+// which a write (insert, update or delete) was executed: the server commits
+// that statement when it reads the Sync.
 type Fault int
 
 const (
@@ -273,6 +276,10 @@ type conn struct {
 	// reply to drop before cutting (CutAfterCommit); the server→client
 	// relay counts replies.
 	dropReply atomic.Int64
+	// inTx is the transaction status of the last ReadyForQuery relayed:
+	// true inside BEGIN … COMMIT. The client sends the next query only
+	// after it, so it holds when the client→server relay reads a Sync.
+	inTx atomic.Bool
 }
 
 // cut closes both sides; both relays then end. Safe to call many times.
@@ -351,7 +358,12 @@ func (c *conn) clientToServer() {
 	}
 
 	// Typed messages: type byte, int32 length including itself, body.
-	var buf []byte
+	var (
+		buf      []byte
+		prepared = map[string]bool{} // statement name → is a write (from Parse)
+		bound    bool                // the last Bind's statement is a write
+		wrote    bool                // a write was executed since the last Sync
+	)
 	for {
 		var err error
 		buf, err = readTyped(r, buf)
@@ -362,7 +374,24 @@ func (c *conn) clientToServer() {
 		case 'Q', 'S', 'F': // Query, Sync and FunctionCall each get one ReadyForQuery
 			replies++
 		}
-		if buf[0] == 'Q' && isCommit(buf[5:]) {
+		commit := false
+		switch buf[0] {
+		case 'Q':
+			commit = isCommit(buf[5:])
+		case 'P': // Parse: statement name, query text, …
+			name, rest, _ := bytes.Cut(buf[5:], []byte{0})
+			prepared[string(name)] = isWrite(rest)
+		case 'B': // Bind: portal name, statement name, …
+			_, rest, _ := bytes.Cut(buf[5:], []byte{0})
+			name, _, _ := bytes.Cut(rest, []byte{0})
+			bound = prepared[string(name)]
+		case 'E':
+			wrote = wrote || bound
+		case 'S':
+			commit = wrote && !c.inTx.Load()
+			wrote = false
+		}
+		if commit {
 			switch c.p.takeFault() {
 			case CutBeforeCommit:
 				_ = w.Flush() // what came before the COMMIT still goes through
@@ -455,6 +484,7 @@ startup:
 		} else {
 			if buf[0] == 'Z' {
 				replies++
+				c.inTx.Store(len(buf) > 5 && buf[5] != 'I')
 			}
 			if _, err := w.Write(buf); err != nil {
 				return
@@ -491,6 +521,18 @@ func readTyped(r *bufio.Reader, buf []byte) ([]byte, error) {
 	buf = buf[:total]
 	_, err := io.ReadFull(r, buf[5:])
 	return buf, err
+}
+
+// isWrite reports whether a query text starts with insert, update or
+// delete (after leading space and comments-free, as pgx sends them).
+func isWrite(query []byte) bool {
+	q := bytes.TrimSpace(bytes.TrimRight(query, "\x00"))
+	for _, verb := range []string{"insert", "update", "delete"} {
+		if len(q) > len(verb) && bytes.EqualFold(q[:len(verb)], []byte(verb)) && (q[len(verb)] == ' ' || q[len(verb)] == '\n' || q[len(verb)] == '\t') {
+			return true
+		}
+	}
+	return false
 }
 
 // isCommit reports whether the body of a Query message is a plain COMMIT.
