@@ -103,11 +103,19 @@ func num(t testing.TB, rec map[string]any, key string) int64 {
 	return int64(f)
 }
 
-// newStore opens a Store on dbURL whose logs go to the returned sink.
+// newStore opens a Store with retry policy p on dbURL whose logs go to the
+// returned sink.
 func newStore(t testing.TB, dbURL string, p RetryPolicy) (*Store, *logSink) {
 	t.Helper()
+	cfg := DefaultConfig()
+	cfg.Retry = p
+	return newStoreWith(t, dbURL, cfg)
+}
+
+func newStoreWith(t testing.TB, dbURL string, cfg Config) (*Store, *logSink) {
+	t.Helper()
 	log, sink := newLogSink(t)
-	s, err := Open(dbURL, p, log)
+	s, err := Open(dbURL, cfg, log)
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}

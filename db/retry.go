@@ -74,6 +74,10 @@ const (
 	phaseBegin  phase = "begin"  // connect or BEGIN: nothing was done yet
 	phaseBody   phase = "body"   // statements: no COMMIT was sent, the server rolls back
 	phaseCommit phase = "commit" // COMMIT: the outcome may be unknown
+	// phaseStatement is a single statement in its own implicit transaction,
+	// sent, and then failed in a way that does not prove a rollback: it is
+	// its own COMMIT, so the same rules apply.
+	phaseStatement phase = "statement"
 )
 
 // verdict is what the retry loop does with a failed attempt.
@@ -91,7 +95,7 @@ func classify(ph phase, err error, connClosed bool) verdict {
 	// pgx (v5.12) can report a connection lost while reading COMMIT's reply
 	// as its "conn closed" error, which claims SafeToRetry although COMMIT
 	// was sent, so at COMMIT that error proves nothing.
-	if ph == phaseCommit && (!pgconn.SafeToRetry(err) || errors.Is(err, pgconn.ErrConnClosed)) {
+	if (ph == phaseCommit || ph == phaseStatement) && (!pgconn.SafeToRetry(err) || errors.Is(err, pgconn.ErrConnClosed)) {
 		// COMMIT went out. Only an error the server sent about the
 		// transaction itself proves it was rolled back.
 		if !isPg {
@@ -156,45 +160,53 @@ func sqlState(err error) string {
 }
 
 // Transact runs fn inside one transaction and commits it, retrying transient
-// failures with the store's RetryPolicy. It is the only way the store talks
-// to the database.
+// failures with the store's RetryPolicy.
 //
 // fn may run more than once, so it must do nothing but its statements on tx.
 // A failure whose COMMIT outcome is unknown is never retried: it returns an
-// error wrapping ErrOutcomeUnknown. Every retry is logged (attempt, wait,
-// phase, SQLSTATE), and so is the final failure.
+// error wrapping ErrOutcomeUnknown.
 func (s *Store) Transact(ctx context.Context, op string, opts pgx.TxOptions, fn func(ctx context.Context, tx pgx.Tx) error) error {
-	p := s.retry
-	for attempt := 1; ; attempt++ {
-		ph, connClosed, err := s.attempt(ctx, opts, fn)
+	return s.retry(ctx, op, nil, func(ctx context.Context) (phase, bool, error) {
+		return s.attempt(ctx, opts, fn)
+	})
+}
+
+// retry is the one retry loop every database call goes through (Transact,
+// and the single-statement writes of counters.go). It runs attempt until it
+// succeeds, fails for good, or the context ends. Every retry is logged
+// (attempt, wait, phase, SQLSTATE and attrs), and so is the final failure.
+func (s *Store) retry(ctx context.Context, op string, attrs []slog.Attr, attempt func(context.Context) (ph phase, connClosed bool, err error)) error {
+	p := s.cfg.Retry
+	for n := 1; ; n++ {
+		ph, connClosed, err := attempt(ctx)
 		if err == nil {
 			return nil
 		}
 		v := classify(ph, err, connClosed)
 		var wait time.Duration
-		giveUp := !v.retry || attempt > p.MaxRetries
+		giveUp := !v.retry || n > p.MaxRetries
 		if !giveUp {
-			wait = p.Delay(attempt, rand.Float64())
+			wait = p.Delay(n, rand.Float64())
 			if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait {
 				giveUp = true // the caller would be gone before the retry starts
 			}
 		}
 		if giveUp {
-			return s.fail(ctx, op, attempt, ph, v.kind, err)
+			return s.fail(ctx, op, attrs, n, ph, v.kind, err)
 		}
-		s.log.LogAttrs(ctx, slog.LevelWarn, "db retry",
+		s.log.LogAttrs(ctx, slog.LevelWarn, "db retry", append([]slog.Attr{
 			slog.String("op", op),
-			slog.Int("attempt", attempt),
+			slog.Int("attempt", n),
 			slog.Int("max", p.MaxRetries),
 			slog.Duration("wait", wait),
 			slog.String("phase", string(ph)),
 			slog.String("sqlstate", sqlState(err)),
-			slog.Any("err", err))
+			slog.Any("err", err)}, attrs...)...)
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return s.fail(ctx, op, attempt, ph, ErrUnavailable, fmt.Errorf("%w (last error: %w)", context.Cause(ctx), err))
+			return s.fail(ctx, op, attrs, n, ph, ErrUnavailable, fmt.Errorf("%w (last error: %w)", context.Cause(ctx), err))
 		case <-t.C:
 		}
 	}
@@ -220,17 +232,17 @@ func (s *Store) attempt(ctx context.Context, opts pgx.TxOptions, fn func(context
 }
 
 // fail logs the final failure once and returns it wrapped in its kind.
-func (s *Store) fail(ctx context.Context, op string, attempts int, ph phase, kind, err error) error {
+func (s *Store) fail(ctx context.Context, op string, attrs []slog.Attr, attempts int, ph phase, kind, err error) error {
 	level := slog.LevelError
 	if kind == ErrInvalid || kind == ErrNotFound || (kind == nil && errors.Is(err, ErrNotFound)) {
 		level = slog.LevelInfo // the caller's input, not the database's health
 	}
-	s.log.LogAttrs(ctx, level, "db transaction failed",
+	s.log.LogAttrs(ctx, level, "db transaction failed", append([]slog.Attr{
 		slog.String("op", op),
 		slog.Int("attempts", attempts),
 		slog.String("phase", string(ph)),
 		slog.String("sqlstate", sqlState(err)),
-		slog.Any("err", err))
+		slog.Any("err", err)}, attrs...)...)
 	if kind == nil || errors.Is(err, kind) {
 		return fmt.Errorf("%s: %w", op, err)
 	}

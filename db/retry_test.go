@@ -177,7 +177,7 @@ func TestValidate(t *testing.T) {
 			}
 			if !tt.valid {
 				// Open refuses what Validate refuses, before touching the URL.
-				if _, err := Open("postgres://u:p@127.0.0.1:1/x", p, discard()); err == nil {
+				if _, err := Open("postgres://u:p@127.0.0.1:1/x", Config{Retry: p, MaxBatch: 1, MaxQueued: 1}, discard()); err == nil {
 					t.Errorf("Open with policy %+v: got nil error", p)
 				}
 			}

@@ -21,39 +21,99 @@ import (
 // tern CLI uses by default, so `tern migrate` and `-migrate` agree.
 const versionTable = "schema_version"
 
-// Store is the counters table behind a connection pool.
+// Store is the counters table behind a connection pool, with the latest
+// committed values kept in memory (listen.go) and concurrent increments of
+// one counter combined into one statement (batch.go).
 type Store struct {
 	pool   *pgxpool.Pool
-	retry  RetryPolicy
+	cfg    Config
 	log    *slog.Logger
 	schema int32 // the version of the embedded migrations
+
+	batches *batcher // nil when Config.OnePerHit
+	cache   *cache
+	stats   stats
+
+	stopListening context.CancelFunc
+	listening     chan struct{} // closed when the listener has stopped
 }
 
-// Open makes a pool for databaseURL. It does not connect: Ping does, so a
+// Config tunes the store. Start from DefaultConfig.
+type Config struct {
+	Retry RetryPolicy
+	// OnePerHit turns coalescing off: every increment is its own
+	// transaction. Only for comparison (make bench).
+	OnePerHit bool
+	// MaxBatch bounds how many increments of one counter one statement adds.
+	MaxBatch int
+	// MaxQueued bounds the increments of one counter waiting for their
+	// batch; more are refused at once as ErrUnavailable.
+	MaxQueued int
+}
+
+// DefaultConfig coalesces increments in batches of up to 1000, with up to
+// 10 000 waiting per counter: far more than a 2-core server receives within
+// one write's round trip.
+func DefaultConfig() Config {
+	return Config{Retry: DefaultRetryPolicy(), MaxBatch: 1000, MaxQueued: 10000}
+}
+
+// Validate reports settings that cannot work.
+func (c Config) Validate() error {
+	if err := c.Retry.Validate(); err != nil {
+		return err
+	}
+	if c.MaxBatch < 1 {
+		return fmt.Errorf("batch size must be ≥ 1, got %d", c.MaxBatch)
+	}
+	if c.MaxQueued < c.MaxBatch {
+		return fmt.Errorf("queue bound (%d) must be ≥ the batch size (%d)", c.MaxQueued, c.MaxBatch)
+	}
+	return nil
+}
+
+// Open makes a pool for databaseURL and starts the listener that keeps the
+// in-memory counts fresh. It does not wait for the database: Ping does, so a
 // server that is down at start is reported by the caller's choice of
 // patience, and a store can be built against a database that comes later.
-func Open(databaseURL string, retry RetryPolicy, log *slog.Logger) (*Store, error) {
-	if err := retry.Validate(); err != nil {
+// Close stops everything Open started.
+func Open(databaseURL string, cfg Config, log *slog.Logger) (*Store, error) {
+	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	schema, err := latestVersion(migrations.FS)
 	if err != nil {
 		return nil, err
 	}
-	cfg, err := pgxpool.ParseConfig(databaseURL)
+	poolCfg, err := pgxpool.ParseConfig(databaseURL)
 	if err != nil {
 		// pgx's message can quote the URL, password included.
 		return nil, errors.New("invalid database URL: expected postgres://user:password@host:port/dbname")
 	}
-	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	pool, err := pgxpool.NewWithConfig(context.Background(), poolCfg)
 	if err != nil {
 		return nil, fmt.Errorf("create pool: %w", err)
 	}
-	return &Store{pool: pool, retry: retry, log: log, schema: schema}, nil
+	s := &Store{pool: pool, cfg: cfg, log: log, schema: schema, cache: newCache()}
+	if !cfg.OnePerHit {
+		s.batches = newBatcher(s.add, cfg.MaxBatch, cfg.MaxQueued)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s.stopListening, s.listening = cancel, make(chan struct{})
+	go func() {
+		defer close(s.listening)
+		s.listen(ctx, poolCfg.ConnConfig)
+	}()
+	return s, nil
 }
 
-// Close waits for borrowed connections to come back and closes them all.
-func (s *Store) Close() { s.pool.Close() }
+// Close stops the listener, then waits for borrowed connections to come
+// back and closes them all.
+func (s *Store) Close() {
+	s.stopListening()
+	<-s.listening
+	s.pool.Close()
+}
 
 // Ping checks that the database answers, with the usual retries.
 func (s *Store) Ping(ctx context.Context) error {
@@ -61,36 +121,6 @@ func (s *Store) Ping(ctx context.Context) error {
 		_, err := tx.Exec(ctx, "select 1")
 		return err
 	})
-}
-
-// Increment adds one hit to the named counter and returns the new count.
-// Concurrent increments serialize on the row lock, so each caller gets its
-// own distinct value.
-func (s *Store) Increment(ctx context.Context, name string) (int64, error) {
-	var n int64
-	err := s.Transact(ctx, "increment", pgx.TxOptions{}, func(ctx context.Context, tx pgx.Tx) error {
-		return scanCount(name, tx.QueryRow(ctx,
-			`update counters set hits = hits + 1, updated_at = now() where name = $1 returning hits`,
-			name), &n)
-	})
-	return n, err
-}
-
-// Count returns the named counter's hits without changing them.
-func (s *Store) Count(ctx context.Context, name string) (int64, error) {
-	var n int64
-	err := s.Transact(ctx, "count", pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(ctx context.Context, tx pgx.Tx) error {
-		return scanCount(name, tx.QueryRow(ctx, `select hits from counters where name = $1`, name), &n)
-	})
-	return n, err
-}
-
-func scanCount(name string, row pgx.Row, n *int64) error {
-	err := row.Scan(n)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return fmt.Errorf("counter %q: %w", name, ErrNotFound)
-	}
-	return err
 }
 
 // Ready reports whether the database answers and its schema is at least at

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/hitcounter/hitcounter/internal/testdb"
@@ -78,57 +77,6 @@ func TestUnknownCounter(t *testing.T) {
 		if rec["level"] != "INFO" {
 			t.Errorf("not-found logged at %v, want INFO (not a database fault): %v", rec["level"], rec)
 		}
-	}
-}
-
-func TestConcurrentIncrementsAreExact(t *testing.T) {
-	t.Parallel()
-	const workers, each = 50, 200
-	dbURL := testdb.NewMigrated(t)
-	s, _ := newStore(t, testdb.WithQuery(t, dbURL, "pool_max_conns", "20"), DefaultRetryPolicy())
-	ctx := testCtx(t)
-	start := testdb.Hits(t, dbURL, "main")
-
-	results := make([][]int64, workers)
-	errs := make(chan error, workers)
-	var wg sync.WaitGroup
-	for w := range workers {
-		wg.Go(func() {
-			got := make([]int64, 0, each)
-			for range each {
-				n, err := s.Increment(ctx, "main")
-				if err != nil {
-					errs <- err
-					return
-				}
-				got = append(got, n)
-			}
-			results[w] = got
-		})
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatalf("Increment: %v", err)
-	}
-
-	if got, want := testdb.Hits(t, dbURL, "main"), start+workers*each; got != want {
-		t.Errorf("final count: got %d, want %d", got, want)
-	}
-	seen := make(map[int64]bool, workers*each)
-	for _, got := range results {
-		for _, n := range got {
-			if seen[n] {
-				t.Fatalf("value %d returned twice", n)
-			}
-			if n <= start || n > start+workers*each {
-				t.Fatalf("value %d outside (%d, %d]", n, start, start+workers*each)
-			}
-			seen[n] = true
-		}
-	}
-	if len(seen) != workers*each {
-		t.Errorf("distinct values: got %d, want %d", len(seen), workers*each)
 	}
 }
 
@@ -226,7 +174,7 @@ func TestOpenDoesNotLeakPassword(t *testing.T) {
 		"host=localhost password=" + secret + " port=abc",
 		"%zz" + secret,
 	} {
-		s, err := Open(u, DefaultRetryPolicy(), discard())
+		s, err := Open(u, DefaultConfig(), discard())
 		if err == nil {
 			s.Close()
 			t.Errorf("Open(%q): got nil error", u)

@@ -1,0 +1,178 @@
+package db
+
+import (
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/hitcounter/hitcounter/internal/pgproxy"
+	"github.com/hitcounter/hitcounter/internal/testdb"
+)
+
+// waitUntil polls cond until it holds, failing after 10s.
+func waitUntil(t *testing.T, what string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ok, seen := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s within 10s; last seen: %s", what, seen)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func waitListening(t *testing.T, s *Store) {
+	t.Helper()
+	waitUntil(t, "live listener", func() (bool, string) {
+		st := s.Stats()
+		return st.Listening, fmt.Sprintf("%+v", st)
+	})
+}
+
+// waitCount waits until the store's Count answers want.
+func waitCount(t *testing.T, s *Store, want int64) time.Duration {
+	t.Helper()
+	start := time.Now()
+	ctx := testCtx(t)
+	waitUntil(t, fmt.Sprintf("count of %d", want), func() (bool, string) {
+		n, err := s.Count(ctx, "main")
+		return err == nil && n == want, fmt.Sprintf("%d, %v", n, err)
+	})
+	return time.Since(start)
+}
+
+func execSQL(t *testing.T, dbURL, sql string) {
+	t.Helper()
+	ctx := testCtx(t)
+	conn, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, sql); err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+}
+
+// Reads come from memory while the listener is up, and changes made
+// elsewhere (another instance, psql) reach that memory.
+func TestCountsServedFromMemoryStayFresh(t *testing.T) {
+	t.Parallel()
+	dbURL := testdb.NewMigrated(t)
+	a, _ := newStore(t, dbURL, fastPolicy())
+	b, _ := newStore(t, dbURL, fastPolicy())
+	waitListening(t, a)
+	waitListening(t, b)
+	ctx := testCtx(t)
+
+	before := b.Stats()
+	for range 10 {
+		if n, err := b.Count(ctx, "main"); err != nil || n != 0 {
+			t.Fatalf("Count: got %d, %v; want 0", n, err)
+		}
+	}
+	if st := b.Stats(); st.MemoryReads-before.MemoryReads != 10 || st.DatabaseReads != before.DatabaseReads {
+		t.Errorf("10 reads with the listener up: %d from memory, %d from the database; want 10 and 0",
+			st.MemoryReads-before.MemoryReads, st.DatabaseReads-before.DatabaseReads)
+	}
+
+	// An increment on instance a reaches instance b.
+	if _, err := a.Increment(ctx, "main"); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("another instance's increment reached memory after %s", waitCount(t, b, 1))
+
+	// So does a change by hand, and one that goes down (versions, not
+	// values, order the notifications).
+	execSQL(t, dbURL, "update counters set hits = 500 where name = 'main'")
+	waitCount(t, b, 500)
+	execSQL(t, dbURL, "update counters set hits = 7 where name = 'main'")
+	waitCount(t, a, 7)
+	waitCount(t, b, 7)
+	if st := b.Stats(); st.DatabaseReads != before.DatabaseReads {
+		t.Errorf("%d reads went to the database, want none while the listener is up", st.DatabaseReads-before.DatabaseReads)
+	}
+
+	// A counter created and deleted by hand.
+	execSQL(t, dbURL, "insert into counters (name, hits) values ('other', 3)")
+	waitUntil(t, "the new counter", func() (bool, string) {
+		n, ok := b.cache.get("other")
+		return ok && n == 3, fmt.Sprint(n, ok)
+	})
+	execSQL(t, dbURL, "delete from counters where name = 'other'")
+	waitUntil(t, "the deleted counter gone", func() (bool, string) {
+		_, ok := b.cache.get("other")
+		return !ok, fmt.Sprint(ok)
+	})
+	if _, err := b.Count(ctx, "other"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Count of a deleted counter: got %v, want ErrNotFound", err)
+	}
+}
+
+// With the listener's connection gone, memory is not trusted: reads go to
+// the database (here also gone: they fail, rather than show a stale count).
+// The listener reconnects by itself, logs both, and reloads what it missed.
+func TestListenerDownFallsBackAndRecovers(t *testing.T) {
+	t.Parallel()
+	dbURL := testdb.NewMigrated(t)
+	proxy, proxied := pgproxy.ForTest(t, dbURL)
+	s, logs := newStore(t, proxied, fastPolicy())
+	waitListening(t, s)
+	ctx := testCtx(t)
+
+	proxy.SetDown(true)
+	waitUntil(t, "listener down", func() (bool, string) {
+		st := s.Stats()
+		return !st.Listening, fmt.Sprintf("%+v", st)
+	})
+	logs.waitFor(t, "db listener down: reads go to the database", 1)
+	if _, err := s.Count(ctx, "main"); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("Count with the listener and the database down: got %v, want ErrUnavailable", err)
+	}
+	// Changed while this instance could hear nothing.
+	execSQL(t, dbURL, "update counters set hits = 42 where name = 'main'")
+
+	proxy.SetDown(false)
+	waitListening(t, s)
+	logs.waitFor(t, "db listener up: reads are served from memory", 2)
+	before := s.Stats()
+	if n, err := s.Count(ctx, "main"); err != nil || n != 42 {
+		t.Fatalf("Count after the listener came back: got %d, %v; want 42", n, err)
+	}
+	if st := s.Stats(); st.MemoryReads != before.MemoryReads+1 {
+		t.Errorf("the read after recovery did not come from memory: %+v", st)
+	}
+	up := logs.with("db listener up: reads are served from memory")
+	if got := num(t, up[len(up)-1], "attempts"); got < 2 {
+		t.Errorf("reconnect logged after %d attempts, want ≥ 2", got)
+	}
+	for _, rec := range logs.with("db listener down: reads go to the database") {
+		if rec["attempt"] == nil || rec["wait"] == nil || rec["err"] == nil {
+			t.Errorf("listener down log without attempt, wait or err: %v", rec)
+		}
+	}
+}
+
+// A listener whose server session is killed (pg_terminate_backend) comes
+// back, and reads answered meanwhile are the database's.
+func TestListenerKilledReconnects(t *testing.T) {
+	t.Parallel()
+	dbURL := testdb.NewMigrated(t)
+	s, logs := newStore(t, dbURL, fastPolicy())
+	waitListening(t, s)
+	execSQL(t, dbURL, "select pg_terminate_backend(pid) from pg_stat_activity where application_name = '"+listenerName+"' and datname = current_database()")
+	logs.waitFor(t, "db listener down: reads go to the database", 1)
+	logs.waitFor(t, "db listener up: reads are served from memory", 2)
+	ctx := testCtx(t)
+	if _, err := s.Increment(ctx, "main"); err != nil {
+		t.Fatal(err)
+	}
+	waitCount(t, s, 1)
+}
