@@ -51,10 +51,15 @@ func (s *server) hit(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// count is the polled fragment; it only reads.
+// count is the polled fragment; it only reads. An unchanged count costs
+// the poller a 304 and no body (ETag).
 func (s *server) count(w http.ResponseWriter, r *http.Request) error {
 	n, err := s.store.Count(r.Context(), counterName)
-	return s.fragment(w, r, n, err)
+	if err != nil {
+		return s.fragment(w, r, n, err)
+	}
+	c, _ := s.counterView(r, n, nil)
+	return s.renderRevalidated(w, r, views.CounterFragment(c))
 }
 
 // page renders the whole page; a storage failure shows in place of the count

@@ -3,10 +3,13 @@ package web
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/a-h/templ"
 
@@ -40,8 +43,20 @@ func (s *server) handle(h handlerFunc) http.HandlerFunc {
 }
 
 // render writes a component with a status. It renders into a buffer first,
-// so a failing component never sends half a page.
+// so a failing component never sends half a page. The answer is never
+// stored: counts change all the time.
 func (s *server) render(w http.ResponseWriter, r *http.Request, status int, c templ.Component) error {
+	return s.write(w, r, status, c, false)
+}
+
+// renderRevalidated renders a 200 answer that browsers may keep but must
+// revalidate each time (the polled counter): it carries an ETag of its
+// bytes, and a request whose If-None-Match matches gets 304 with no body.
+func (s *server) renderRevalidated(w http.ResponseWriter, r *http.Request, c templ.Component) error {
+	return s.write(w, r, http.StatusOK, c, true)
+}
+
+func (s *server) write(w http.ResponseWriter, r *http.Request, status int, c templ.Component, revalidate bool) error {
 	var buf bytes.Buffer
 	// Not the request's context: when its deadline has passed, the answer
 	// that says so must still render (templ stops on a done context).
@@ -51,12 +66,20 @@ func (s *server) render(w http.ResponseWriter, r *http.Request, status int, c te
 	}
 	h := w.Header()
 	h.Set("Content-Type", "text/html; charset=utf-8")
-	h.Set("Content-Length", strconv.Itoa(buf.Len()))
-	// Counts change all the time: never show a stored copy.
 	h.Set("Cache-Control", "no-store")
 	if status == http.StatusServiceUnavailable {
 		h.Set("Retry-After", "2")
 	}
+	if revalidate {
+		etag := etagOf(buf.Bytes())
+		h.Set("Cache-Control", "no-cache")
+		h.Set("ETag", etag)
+		if etagMatches(r.Header.Get("If-None-Match"), etag) {
+			w.WriteHeader(http.StatusNotModified)
+			return nil
+		}
+	}
+	h.Set("Content-Length", strconv.Itoa(buf.Len()))
 	w.WriteHeader(status)
 	if r.Method == http.MethodHead {
 		return nil
@@ -66,4 +89,26 @@ func (s *server) render(w http.ResponseWriter, r *http.Request, status int, c te
 		s.log.LogAttrs(r.Context(), slog.LevelDebug, "write response", slog.Any("err", err))
 	}
 	return nil
+}
+
+// etagOf is a strong ETag of a body: a 64-bit FNV-1a hash, enough to tell
+// one rendering of a fragment from the next.
+func etagOf(body []byte) string {
+	h := fnv.New64a()
+	_, _ = h.Write(body)
+	var b [8]byte
+	return `"` + base64.RawURLEncoding.EncodeToString(h.Sum(b[:0])) + `"`
+}
+
+// etagMatches applies If-None-Match's weak comparison (RFC 9110, 13.1.2):
+// "*" or any listed tag equal to etag once W/ is ignored. nginx turns a
+// strong ETag weak when it compresses the answer.
+func etagMatches(ifNoneMatch, etag string) bool {
+	for tag := range strings.SplitSeq(ifNoneMatch, ",") {
+		tag = strings.TrimPrefix(strings.TrimSpace(tag), "W/")
+		if tag == "*" || tag == strings.TrimPrefix(etag, "W/") {
+			return true
+		}
+	}
+	return false
 }

@@ -42,10 +42,10 @@ func newAppOn(t *testing.T, cfg web.Config, storeURL string) *app {
 	t.Helper()
 	logs := &syncBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	policy := db.DefaultRetryPolicy()
-	policy.InitialDelay = 5 * time.Millisecond
-	policy.MaxDelay = 20 * time.Millisecond
-	store, err := db.Open(storeURL, policy, log)
+	storeCfg := db.DefaultConfig()
+	storeCfg.Retry.InitialDelay = 5 * time.Millisecond
+	storeCfg.Retry.MaxDelay = 20 * time.Millisecond
+	store, err := db.Open(storeURL, storeCfg, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -522,6 +522,10 @@ func TestDatabaseDownAndBack(t *testing.T) {
 	a.do(t, "GET", "/", nil, nil) // 1
 
 	proxy.SetDown(true)
+	// Counts come from memory until the listener notices its connection is
+	// gone (it is cut with the rest); from then on they come from the
+	// database, which is down.
+	waitNotListening(t, a.store)
 	for _, r := range []struct {
 		method, path string
 		header       map[string]string
@@ -630,4 +634,139 @@ func TestPanicRecovered(t *testing.T) {
 	}
 	resp, _ = a.do(t, "GET", "/healthz", nil, nil)
 	wantStatus(t, resp, 200)
+}
+
+func waitNotListening(t *testing.T, store *db.Store) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for store.Stats().Listening {
+		if time.Now().After(deadline) {
+			t.Fatal("the store's listener still up 10s after the database went down")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// An unchanged poll costs a 304 with no body; a changed count gets a new
+// ETag. The comparison is weak, since nginx weakens ETags it compresses.
+func TestPollRevalidatesWithETag(t *testing.T) {
+	a := newApp(t, web.Config{})
+	resp, body := a.do(t, "GET", "/count", nil, htmx)
+	wantStatus(t, resp, 200)
+	etag := resp.Header.Get("ETag")
+	if etag == "" || resp.Header.Get("Cache-Control") != "no-cache" {
+		t.Fatalf("poll: ETag %q, Cache-Control %q; want an ETag and no-cache", etag, resp.Header.Get("Cache-Control"))
+	}
+	n := countIn(t, body)
+
+	for _, inm := range []string{etag, "W/" + etag, `"other", ` + etag} {
+		resp, body = a.do(t, "GET", "/count", nil, map[string]string{"HX-Request": "true", "If-None-Match": inm})
+		wantStatus(t, resp, http.StatusNotModified)
+		if body != "" || resp.Header.Get("ETag") != etag {
+			t.Errorf("If-None-Match %s: 304 with body %q, ETag %q", inm, body, resp.Header.Get("ETag"))
+		}
+	}
+	resp, _ = a.do(t, "GET", "/count", nil, map[string]string{"If-None-Match": `"something else"`})
+	wantStatus(t, resp, 200)
+
+	a.do(t, "POST", "/hit", nil, htmx)
+	resp, body = a.do(t, "GET", "/count", nil, map[string]string{"HX-Request": "true", "If-None-Match": etag})
+	wantStatus(t, resp, 200)
+	if got := countIn(t, body); got != n+1 {
+		t.Errorf("poll after a click: %d, want %d", got, n+1)
+	}
+	if resp.Header.Get("ETag") == etag {
+		t.Errorf("the ETag did not change with the count")
+	}
+	// The page itself is never stored: each view counts.
+	resp, _ = a.do(t, "GET", "/", nil, nil)
+	if resp.Header.Get("ETag") != "" || resp.Header.Get("Cache-Control") != "no-store" {
+		t.Errorf("page: ETag %q, Cache-Control %q; want none and no-store", resp.Header.Get("ETag"), resp.Header.Get("Cache-Control"))
+	}
+}
+
+// Two instances on one database: clicks on both are counted exactly, and a
+// click on one shows in the other's poll answer within one poll interval,
+// served from the other's memory.
+func TestTwoInstancesStayExactAndFresh(t *testing.T) {
+	const pollInterval = 500 * time.Millisecond
+	dbURL := testdb.NewMigrated(t)
+	a := newAppOn(t, web.Config{PollInterval: pollInterval}, dbURL)
+	b := newAppOn(t, web.Config{PollInterval: pollInterval}, dbURL)
+	for _, app := range []*app{a, b} {
+		deadline := time.Now().Add(10 * time.Second)
+		for !app.store.Stats().Listening {
+			if time.Now().After(deadline) {
+				t.Fatal("listener not up within 10s")
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+
+	// 2 × 20 clients × 50 clicks, half on each instance.
+	const clients, each = 20, 50
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var values []int64
+	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: clients}}
+	for _, app := range []*app{a, b} {
+		for range clients {
+			wg.Go(func() {
+				for range each {
+					req, _ := http.NewRequest("POST", app.srv.URL+"/hit", nil)
+					req.Header.Set("HX-Request", "true")
+					resp, err := client.Do(req)
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					body, _ := io.ReadAll(resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != 200 {
+						t.Errorf("click: %d %s", resp.StatusCode, body)
+						return
+					}
+					n, err := strconv.ParseInt(strings.TrimSpace(parse(t, string(body)).Find("#count").Text()), 10, 64)
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					mu.Lock()
+					values = append(values, n)
+					mu.Unlock()
+				}
+			})
+		}
+	}
+	wg.Wait()
+	const total = 2 * clients * each
+	seen := map[int64]bool{}
+	for _, v := range values {
+		if seen[v] || v < 1 || v > total {
+			t.Fatalf("value %d repeated or outside [1, %d]", v, total)
+		}
+		seen[v] = true
+	}
+	if len(seen) != total || testdb.Hits(t, dbURL, "main") != total {
+		t.Fatalf("%d distinct values, database %d; want %d", len(seen), testdb.Hits(t, dbURL, "main"), total)
+	}
+
+	// One click on a: b's next poll shows it, from memory.
+	a.do(t, "POST", "/hit", nil, htmx)
+	clicked := time.Now()
+	reads := b.store.Stats().DatabaseReads
+	for {
+		_, body := b.do(t, "GET", "/count", nil, htmx)
+		if countIn(t, body) == total+1 {
+			break
+		}
+		if time.Since(clicked) > pollInterval {
+			t.Fatalf("instance b still shows %d one poll interval (%s) after the click on a", countIn(t, body), pollInterval)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Logf("a click on instance a showed on instance b after %s (poll interval %s)", time.Since(clicked).Round(time.Microsecond), pollInterval)
+	if got := b.store.Stats().DatabaseReads - reads; got != 0 {
+		t.Errorf("instance b read the database %d times, want 0 (memory)", got)
+	}
 }
