@@ -42,7 +42,8 @@ type config struct {
 	addr            string
 	databaseURL     string
 	migrate         bool
-	retry           db.RetryPolicy
+	store           db.Config
+	coalesce        bool
 	pollInterval    time.Duration
 	requestTimeout  time.Duration
 	shutdownTimeout time.Duration
@@ -69,14 +70,24 @@ func flags(c *config, fs *flag.FlagSet) (envOf map[string]string) {
 	str(&c.databaseURL, "database-url", "DATABASE_URL", "", "PostgreSQL URL, postgres://user:password@host:port/db (required)")
 	fs.BoolVar(&c.migrate, "migrate", false, "apply the embedded migrations at start ($MIGRATE)")
 	envOf["migrate"] = "MIGRATE"
-	fs.IntVar(&c.retry.MaxRetries, "db-retries", c.retry.MaxRetries, "retries of a failed database transaction ($DB_RETRIES)")
-	envOf["db-retries"] = "DB_RETRIES"
-	dur(&c.retry.InitialDelay, "db-retry-initial-delay", "DB_RETRY_INITIAL_DELAY", c.retry.InitialDelay, "wait before the first retry")
-	fs.Float64Var(&c.retry.Factor, "db-retry-factor", c.retry.Factor, "backoff factor between retries ($DB_RETRY_FACTOR)")
-	envOf["db-retry-factor"] = "DB_RETRY_FACTOR"
-	dur(&c.retry.MaxDelay, "db-retry-max-delay", "DB_RETRY_MAX_DELAY", c.retry.MaxDelay, "cap on one wait between retries")
-	fs.Float64Var(&c.retry.Jitter, "db-retry-jitter", c.retry.Jitter, "random fraction taken off each wait, 0 to 1 ($DB_RETRY_JITTER)")
-	envOf["db-retry-jitter"] = "DB_RETRY_JITTER"
+	integer := func(p *int, name, env string, usage string) {
+		fs.IntVar(p, name, *p, usage+" ($"+env+")")
+		envOf[name] = env
+	}
+	float := func(p *float64, name, env string, usage string) {
+		fs.Float64Var(p, name, *p, usage+" ($"+env+")")
+		envOf[name] = env
+	}
+	r := &c.store.Retry
+	integer(&r.MaxRetries, "db-retries", "DB_RETRIES", "retries of a failed database transaction")
+	dur(&r.InitialDelay, "db-retry-initial-delay", "DB_RETRY_INITIAL_DELAY", r.InitialDelay, "wait before the first retry")
+	float(&r.Factor, "db-retry-factor", "DB_RETRY_FACTOR", "backoff factor between retries")
+	dur(&r.MaxDelay, "db-retry-max-delay", "DB_RETRY_MAX_DELAY", r.MaxDelay, "cap on one wait between retries")
+	float(&r.Jitter, "db-retry-jitter", "DB_RETRY_JITTER", "random fraction taken off each wait, 0 to 1")
+	fs.BoolVar(&c.coalesce, "coalesce", true, "combine concurrent increments of a counter into one statement; false makes every hit its own transaction ($COALESCE)")
+	envOf["coalesce"] = "COALESCE"
+	integer(&c.store.MaxBatch, "batch-max", "BATCH_MAX", "most increments one statement adds")
+	integer(&c.store.MaxQueued, "queue-max", "QUEUE_MAX", "most increments of one counter waiting for their statement; more get 503 at once")
 	dur(&c.pollInterval, "poll-interval", "POLL_INTERVAL", 2*time.Second, "how often pages refresh the count")
 	dur(&c.requestTimeout, "request-timeout", "REQUEST_TIMEOUT", 3*time.Second, "deadline of one request, retries included")
 	dur(&c.shutdownTimeout, "shutdown-timeout", "SHUTDOWN_TIMEOUT", 10*time.Second, "how long shutdown waits for requests in flight")
@@ -91,7 +102,7 @@ func flags(c *config, fs *flag.FlagSet) (envOf map[string]string) {
 // parseConfig reads flags; each flag's default comes from its environment
 // variable, so both ways work and a flag wins over the environment.
 func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
-	c := config{retry: db.DefaultRetryPolicy()}
+	c := config{store: db.DefaultConfig()}
 	fs := flag.NewFlagSet(args[0], flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	envOf := flags(&c, fs)
@@ -126,7 +137,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	case c.requestTimeout <= 0:
 		return c, fmt.Errorf("request timeout must be > 0, got %s", c.requestTimeout)
 	}
-	if err := c.retry.Validate(); err != nil {
+	c.store.OnePerHit = !c.coalesce
+	if err := c.store.Validate(); err != nil {
 		return c, err
 	}
 	return c, nil
@@ -163,7 +175,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 
-	store, err := db.Open(cfg.databaseURL, cfg.retry, log)
+	store, err := db.Open(cfg.databaseURL, cfg.store, log)
 	if err != nil {
 		return err
 	}

@@ -169,6 +169,9 @@ func TestRunRejectsBadConfiguration(t *testing.T) {
 		{"factor below 1", map[string]string{"DATABASE_URL": good}, []string{"-db-retry-factor", "0.5"}, "backoff factor"},
 		{"jitter above 1", map[string]string{"DATABASE_URL": good, "DB_RETRY_JITTER": "2"}, nil, "jitter"},
 		{"bad duration", map[string]string{"DATABASE_URL": good, "POLL_INTERVAL": "often"}, nil, "$POLL_INTERVAL"},
+		{"batch of none", map[string]string{"DATABASE_URL": good, "BATCH_MAX": "0"}, nil, "batch size must be ≥ 1"},
+		{"queue below batch", map[string]string{"DATABASE_URL": good}, []string{"-batch-max", "100", "-queue-max", "10"}, "queue bound"},
+		{"coalesce not a boolean", map[string]string{"DATABASE_URL": good, "COALESCE": "maybe"}, nil, "$COALESCE"},
 		{"bad log level", map[string]string{"DATABASE_URL": good, "LOG_LEVEL": "loud"}, nil, "log level"},
 		{"bad database URL", map[string]string{"DATABASE_URL": "postgres://u:secret@[::1"}, nil, "invalid database URL"},
 		{"bad trusted proxy", map[string]string{"DATABASE_URL": good, "CLIENT_IP_HEADER": "X-Real-IP", "TRUSTED_PROXIES": "10.0.0.0/99"}, nil, "trusted proxy"},
@@ -234,7 +237,7 @@ func TestREADMEConfigurationTable(t *testing.T) {
 		documented[m[1]] = [2]string{m[2], strings.Trim(strings.TrimSpace(m[3]), "`")}
 	}
 
-	c := config{retry: db.DefaultRetryPolicy()}
+	c := config{store: db.DefaultConfig()}
 	fs := flag.NewFlagSet("hitcounter", flag.ContinueOnError)
 	envOf := flags(&c, fs)
 	for name, env := range envOf {

@@ -337,7 +337,7 @@ func startBrowserApp(t *testing.T) *browserApp {
 func startBrowserAppOn(t *testing.T, storeURL, dbURL string) *browserApp {
 	t.Helper()
 	logger := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo}))
-	store, err := db.Open(storeURL, db.DefaultRetryPolicy(), logger)
+	store, err := db.Open(storeURL, db.DefaultConfig(), logger)
 	if err != nil {
 		t.Fatalf("open store: %v", err)
 	}
