@@ -41,6 +41,7 @@ import (
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
+	"github.com/go-chi/chi/v5/middleware"
 
 	"github.com/hitcounter/hitcounter/assets"
 	"github.com/hitcounter/hitcounter/db"
@@ -132,6 +133,44 @@ func TestBrowserSeesOtherVisitorsHits(t *testing.T) {
 	if got := a.pages.Load(); got != 1 {
 		t.Errorf("server answered %d GET /, want 1 (polling must not reload the page)", got)
 	}
+	tab.logProblems()
+}
+
+// TestBrowserPollsRevalidate: the browser keeps each poll's answer and
+// revalidates it (If-None-Match); unchanged counts come back as 304s, htmx
+// keeps polling through them, and a change still shows.
+func TestBrowserPollsRevalidate(t *testing.T) {
+	chromium := browserPath(t)
+	a := startBrowserApp(t)
+	tab := startBrowser(t, chromium)
+
+	tab.load(a.URL)
+	n := tab.readCount()
+	tab.waitHTMXReady()
+	tab.setMarker()
+	tab.waitFor(20*browserPollInterval, "three polls answered 304", func(context.Context) (bool, string) {
+		return a.notModified.Load() >= 3, fmt.Sprintf("%d of %d polls answered 304", a.notModified.Load(), a.polls.Load())
+	})
+	if got := tab.readCount(); got != n {
+		t.Fatalf("after 304s the page shows %d, want %d", got, n)
+	}
+
+	// Another visitor's click changes the count: the next poll gets a 200
+	// with the new fragment, and 304s resume after it.
+	resp, err := http.PostForm(a.URL+"/hit", url.Values{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	tab.waitCount(n+1, 10*browserPollInterval)
+	after := a.notModified.Load()
+	tab.waitFor(20*browserPollInterval, "304s again after the change", func(context.Context) (bool, string) {
+		return a.notModified.Load() >= after+2, fmt.Sprintf("%d new 304s", a.notModified.Load()-after)
+	})
+	if got := tab.readCount(); got != n+1 {
+		t.Fatalf("after more 304s the page shows %d, want %d", got, n+1)
+	}
+	tab.checkNotReloaded("polling")
 	tab.logProblems()
 }
 
@@ -315,6 +354,8 @@ type browserApp struct {
 	pages atomic.Int64 // GET / answered
 	hits  atomic.Int64 // POST /hit answered
 	polls atomic.Int64 // GET /count answered
+	// notModified counts GET /count answered 304 (the browser revalidated).
+	notModified atomic.Int64
 	// hold, when set, keeps each poll's answer (read at arrival) back until
 	// released or abandoned by the browser.
 	hold atomic.Pointer[browserPollHold]
@@ -363,8 +404,12 @@ func startBrowserAppOn(t *testing.T, storeURL, dbURL string) *browserApp {
 			a.polls.Add(1)
 			return
 		}
-		h.ServeHTTP(w, r)
+		ww := middleware.NewWrapResponseWriter(w, r.ProtoMajor)
+		h.ServeHTTP(ww, r)
 		switch {
+		case r.Method == http.MethodGet && r.URL.Path == "/count" && ww.Status() == http.StatusNotModified:
+			a.notModified.Add(1)
+			a.polls.Add(1)
 		case r.Method == http.MethodGet && r.URL.Path == "/":
 			a.pages.Add(1)
 		case r.Method == http.MethodPost && r.URL.Path == "/hit":
