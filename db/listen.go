@@ -112,7 +112,11 @@ func (s *Store) listen(ctx context.Context, cfg *pgx.ConnConfig) {
 			downSince = time.Now()
 		}
 		wait := max(s.cfg.Retry.Delay(min(failures, 32), rand.Float64()), minListenWait)
-		s.log.LogAttrs(ctx, slog.LevelWarn, "db listener down: reads go to the database",
+		level := slog.LevelWarn
+		if code := sqlState(err); code == "42P01" || code == "42703" {
+			level = slog.LevelInfo // not migrated yet: expected while -migrate runs at start
+		}
+		s.log.LogAttrs(ctx, level, "db listener down: reads go to the database",
 			slog.Int("attempt", failures),
 			slog.Duration("wait", wait),
 			slog.Any("err", err))
