@@ -48,10 +48,12 @@ lint:
 	if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
 	$(GO) vet ./...
 
-## bench: increment and read benchmarks against a throwaway PostgreSQL
-bench:
-	@scripts/deps postgresql
-	scripts/with-test-db $(GO) test -run '^$$' -bench . -benchtime 2s ./...
+## bench: one table of the real binary under load (clicks coalesced and not, polls, page views),
+##        on a throwaway PostgreSQL with durable commits; then the Go benchmarks
+bench: build
+	@scripts/deps postgresql nginx openssl
+	PG_OPTS= scripts/with-test-db sh -c '$(GO) run ./internal/cmd/bench && \
+		$(GO) test -run "^$$" -bench . -benchtime 1s ./...'
 
 db-stop:
 	@scripts/pg stop $(PGDIR)
