@@ -4,31 +4,23 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
-	"fmt"
 	"io"
 	"maps"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/hitcounter/hitcounter/assets"
+	"github.com/hitcounter/hitcounter/internal/nginx"
 	"github.com/hitcounter/hitcounter/internal/testdb"
 )
 
@@ -41,30 +33,8 @@ type proxied struct {
 	httpURL    string // nginx's port 80 stand-in
 	httpsURL   string // nginx's port 443 stand-in
 	ca         *x509.CertPool
-	nginxLogs  *lockedBuffer
 	webrootDir string
 	nginx      *os.Process
-}
-
-func nginxBinary(t testing.TB) string {
-	t.Helper()
-	for _, p := range []string{"nginx", "/usr/sbin/nginx"} {
-		if path, err := exec.LookPath(p); err == nil {
-			return path
-		}
-	}
-	t.Fatal("nginx not found: install it (Debian: apt-get install nginx); `make test` does so when run as root")
-	return ""
-}
-
-func freePort(t testing.TB) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // worldReadableDir is a temp dir nginx's unprivileged workers can read.
@@ -82,66 +52,6 @@ func worldReadableDir(t testing.TB) string {
 	return d
 }
 
-// selfSignedCert writes a certificate pair for localhost and 127.0.0.1,
-// named as certbot names them, and returns a pool that trusts it.
-func selfSignedCert(t testing.TB, dir string) *x509.CertPool {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "localhost"},
-		DNSNames:              []string{"localhost"},
-		IPAddresses:           []net.IP{net.ParseIP("127.0.0.1")},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	write := func(name, typ string, b []byte) {
-		if err := os.WriteFile(filepath.Join(dir, name), pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: b}), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	write("fullchain.pem", "CERTIFICATE", der)
-	write("privkey.pem", "PRIVATE KEY", keyDER)
-	cert, _ := x509.ParseCertificate(der)
-	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	return pool
-}
-
-// nginxConf is the repository's nginx.conf with only addresses and paths
-// replaced. Each replaced text must occur exactly once, so a change to
-// nginx.conf that this test would no longer cover fails here.
-func nginxConf(t testing.TB, repl map[string]string) string {
-	t.Helper()
-	b, err := os.ReadFile("nginx.conf")
-	if err != nil {
-		t.Fatal(err)
-	}
-	conf := string(b)
-	for old, new := range repl {
-		if n := strings.Count(conf, old); n != 1 {
-			t.Fatalf("nginx.conf has %q %d times, the test expects it once", old, n)
-		}
-		conf = strings.Replace(conf, old, new, 1)
-	}
-	return conf
-}
-
 // proxyOptions adjust the stack for a test or benchmark: more replacements
 // in nginx.conf, more environment for the app.
 type proxyOptions struct {
@@ -151,7 +61,9 @@ type proxyOptions struct {
 
 func startProxied(t testing.TB, opts proxyOptions) *proxied {
 	t.Helper()
-	bin := nginxBinary(t)
+	if _, err := nginx.Binary(); err != nil {
+		t.Fatal(err)
+	}
 	dbURL := testdb.NewMigrated(t)
 	env := map[string]string{
 		"DATABASE_URL":     dbURL,
@@ -164,86 +76,30 @@ func startProxied(t testing.TB, opts proxyOptions) *proxied {
 	app := startRun(t, env)
 	waitHealthy(t, app.base)
 
-	dir := worldReadableDir(t)
-	certDir := worldReadableDir(t)
-	webroot := worldReadableDir(t)
-	ca := selfSignedCert(t, certDir)
-	assetsDir, err := filepath.Abs("assets")
+	srv, err := nginx.Start(nginx.Options{
+		Conf:      "nginx.conf",
+		Assets:    "assets",
+		Upstreams: []string{strings.TrimPrefix(app.base, "http://")},
+		Replace:   opts.conf,
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	httpPort, httpsPort := freePort(t), freePort(t)
-	repl := map[string]string{
-		"listen 80 default_server":                       fmt.Sprintf("listen 127.0.0.1:%d default_server", httpPort),
-		"listen 443 ssl default_server":                  fmt.Sprintf("listen 127.0.0.1:%d ssl default_server", httpsPort),
-		"server web:8000;":                               "server " + strings.TrimPrefix(app.base, "http://") + ";",
-		"/srv/hitcounter/assets/":                        assetsDir + "/",
-		"/var/www/certbot":                               webroot,
-		"/etc/letsencrypt/live/hitcounter/fullchain.pem": filepath.Join(certDir, "fullchain.pem"),
-		"/etc/letsencrypt/live/hitcounter/privkey.pem":   filepath.Join(certDir, "privkey.pem"),
-		"pid /var/run/nginx.pid;":                        "pid " + filepath.Join(dir, "nginx.pid") + ";",
-	}
-	maps.Copy(repl, opts.conf)
-	conf := nginxConf(t, repl)
-	confPath := filepath.Join(dir, "nginx.conf")
-	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
-		t.Fatal(err)
-	}
-
-	// nginx -t: the configuration is valid for this nginx.
-	if out, err := exec.Command(bin, "-t", "-q", "-e", "stderr", "-c", confPath).CombinedOutput(); err != nil {
-		t.Fatalf("nginx -t: %v\n%s", err, out)
-	}
-
-	logs := &lockedBuffer{}
-	cmd := exec.Command(bin, "-e", "stderr", "-c", confPath, "-g", "daemon off;")
-	cmd.Stdout, cmd.Stderr = logs, logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
 	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGQUIT) // graceful stop
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
+		srv.Stop()
 		if t.Failed() {
-			t.Logf("nginx logs:\n%s", logs.String())
+			t.Logf("nginx logs:\n%s", srv.Logs.String())
 		}
 	})
-
-	p := &proxied{
+	return &proxied{
 		app:        app,
 		dbURL:      dbURL,
-		httpURL:    fmt.Sprintf("http://127.0.0.1:%d", httpPort),
-		httpsURL:   fmt.Sprintf("https://127.0.0.1:%d", httpsPort),
-		ca:         ca,
-		nginxLogs:  logs,
-		webrootDir: webroot,
-		nginx:      cmd.Process,
+		httpURL:    srv.HTTPURL,
+		httpsURL:   srv.HTTPSURL,
+		ca:         srv.CA,
+		webrootDir: srv.Webroot,
+		nginx:      srv.Process,
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", httpsPort), time.Second)
-		if err == nil {
-			c.Close()
-			break
-		}
-		select {
-		case err := <-exited:
-			t.Fatalf("nginx exited at start: %v\n%s", err, logs.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("nginx did not listen within 10s:\n%s", logs.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return p
 }
 
 // client talks to nginx from a given loopback address (127.0.0.0/8 is all
