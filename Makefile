@@ -52,7 +52,7 @@ lint:
 ##        on a throwaway PostgreSQL with durable commits; then the Go benchmarks
 bench: build
 	@scripts/deps postgresql nginx openssl
-	PG_OPTS= scripts/with-test-db sh -c '$(GO) run ./internal/cmd/bench && \
+	PG_OPTS= scripts/with-test-db sh -c '$(GO) run ./internal/cmd/bench -cpu-profile bin/clicks.pprof && \
 		$(GO) test -run "^$$" -bench . -benchtime 1s ./...'
 
 db-stop:

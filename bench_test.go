@@ -9,34 +9,6 @@ import (
 	"github.com/hitcounter/hitcounter/assets"
 )
 
-// BenchmarkStack prints requests/s of the whole program, alone and behind
-// the real nginx, on a real PostgreSQL: `make bench`. Figures only; the
-// client shares the machine's cores with everything it measures, so compare
-// ratios within one run.
-func BenchmarkStack(b *testing.B) {
-	p := startProxied(b, proxyOptions{
-		// Measure the stack, not the abuse limits.
-		conf: map[string]string{"rate=5r/s": "rate=1000000r/s", "limit_conn perip 32;": "limit_conn perip 10000;"},
-		env:  map[string]string{"LOG_LEVEL": "warn"},
-	})
-	c := p.client("127.0.0.1")
-	c.Transport.(*http.Transport).MaxIdleConnsPerHost = 64
-	for _, via := range []struct{ name, base string }{{"direct", p.app.base}, {"nginx", p.httpsURL}} {
-		for _, r := range []struct {
-			name, method, path string
-			header             map[string]string
-		}{
-			{"healthz", "GET", "/healthz", nil},
-			{"count", "GET", "/count", map[string]string{"HX-Request": "true"}},
-			{"hit", "POST", "/hit", map[string]string{"HX-Request": "true"}},
-		} {
-			b.Run(via.name+"/"+r.name, func(b *testing.B) {
-				benchRequests(b, c, r.method, via.base+r.path, r.header)
-			})
-		}
-	}
-}
-
 // BenchmarkNginxStaticGzip compares serving the 37 KB htmx file gzipped
 // with gzip_static (the .gz twin) against compressing it on every request.
 func BenchmarkNginxStaticGzip(b *testing.B) {

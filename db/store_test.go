@@ -3,6 +3,7 @@ package db
 import (
 	"context"
 	"errors"
+	"github.com/jackc/pgx/v5"
 	"net"
 	"strings"
 	"testing"
@@ -238,5 +239,67 @@ func BenchmarkCount(b *testing.B) {
 		if _, err := s.Count(ctx, "main"); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkWrite compares ways of sending one increment with pgx, one
+// writer at a time, so each op is a write's latency: BEGIN, UPDATE and
+// COMMIT as three round trips (the old path), the same three pipelined in
+// one round trip, one statement in an implicit transaction, and that
+// statement after a ping (what add does). `make bench` runs it on a server
+// with durable commits.
+func BenchmarkWrite(b *testing.B) {
+	dbURL := testdb.NewMigrated(b)
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	const update = `update counters set hits = hits + $2, updated_at = now() where name = $1 returning hits, version`
+	var hits, version int64
+	forms := []struct {
+		name  string
+		write func() error
+	}{
+		{"transaction", func() error {
+			tx, err := conn.Begin(ctx)
+			if err != nil {
+				return err
+			}
+			if err := tx.QueryRow(ctx, update, "main", 1).Scan(&hits, &version); err != nil {
+				_ = tx.Rollback(ctx)
+				return err
+			}
+			return tx.Commit(ctx)
+		}},
+		{"pipelined transaction", func() error {
+			batch := &pgx.Batch{}
+			batch.Queue("begin")
+			batch.Queue(update, "main", 1).QueryRow(func(r pgx.Row) error { return r.Scan(&hits, &version) })
+			batch.Queue("commit")
+			return conn.SendBatch(ctx, batch).Close()
+		}},
+		{"statement", func() error {
+			return conn.QueryRow(ctx, update, "main", 1).Scan(&hits, &version)
+		}},
+		{"ping and statement", func() error {
+			if err := conn.Ping(ctx); err != nil {
+				return err
+			}
+			return conn.QueryRow(ctx, update, "main", 1).Scan(&hits, &version)
+		}},
+	}
+	for _, f := range forms {
+		b.Run(f.name, func(b *testing.B) {
+			if err := f.write(); err != nil { // prepare outside the timing
+				b.Fatal(err)
+			}
+			for b.Loop() {
+				if err := f.write(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"flag"
@@ -24,6 +25,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
@@ -32,6 +34,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/hitcounter/hitcounter/internal/nginx"
 )
 
 func main() {
@@ -44,101 +48,227 @@ func main() {
 func run() error {
 	bin := flag.String("bin", "bin/hitcounter", "the server binary")
 	dur := flag.Duration("duration", 3*time.Second, "length of each run")
+	profile := flag.String("cpu-profile", "", "also profile the server under 64 connections of clicks into this file, and print its top functions")
 	flag.Parse()
 	server := os.Getenv("TEST_DATABASE_URL")
 	if server == "" {
 		return errors.New("TEST_DATABASE_URL is not set: run `make bench`, which starts a PostgreSQL")
 	}
-	ctx := context.Background()
-	fmt.Printf("machine: %d cores (GOMAXPROCS %d), %s; load generator and server share them\n", runtime.NumCPU(), runtime.GOMAXPROCS(0), cpuModel())
-	fmt.Printf("each run: %s, HTTP/1.1 keep-alive, straight to the app on loopback; PostgreSQL with fsync and synchronous_commit on\n\n", *dur)
+	b := &bench{ctx: context.Background(), server: server, bin: *bin, dur: *dur}
+	fmt.Printf("machine: %d cores, %s; the load generator, the server, nginx and PostgreSQL share them\n", runtime.NumCPU(), cpuModel())
+	fmt.Printf("each run: %s of HTTP/1.1 keep-alive requests on loopback; PostgreSQL with fsync and synchronous_commit on\n\n", *dur)
 
-	type row struct {
-		name string
-		res  result
-		note string
+	// Coalesced (the default), straight to the app.
+	dbURL, err := b.database()
+	if err != nil {
+		return err
 	}
-	var rows []row
-	var peak []string
-	for _, coalesce := range []bool{true, false} {
-		dbURL, err := createDatabase(ctx, server)
+	app, err := startApp(b.bin, dbURL, true)
+	if err != nil {
+		return err
+	}
+	direct := target{addr: app.addr}
+	b.measure("GET /healthz (the ceiling)", direct, get("/healthz", ""), 64, "")
+	for _, conns := range []int{1, 64, 256} {
+		b.measure(fmt.Sprintf("POST /hit, %d conns", conns), direct, post("/hit"), conns, dbURL)
+	}
+	b.measure("GET /count (poll)", direct, get("/count", ""), 64, "")
+	etag, err := app.etag()
+	if err != nil {
+		return err
+	}
+	b.measure("GET /count, unchanged (304)", direct, get("/count", etag), 64, "")
+	b.measure("GET / (page view, counts)", direct, get("/", ""), 64, dbURL)
+
+	// The same through nginx over TLS, then two instances behind it.
+	var rssB int64
+	if _, err := nginx.Binary(); err != nil {
+		fmt.Printf("%v: the rows through nginx are left out\n\n", err)
+	} else {
+		via, stop, err := b.nginx(app.addr)
 		if err != nil {
 			return err
 		}
-		app, err := startApp(*bin, dbURL, coalesce)
+		b.measure("nginx: GET /healthz", via, get("/healthz", ""), 64, "")
+		b.measure("nginx: POST /hit, 64 conns", via, post("/hit"), 64, dbURL)
+		b.measure("nginx: GET /count (poll)", via, get("/count", ""), 64, "")
+		b.measure("nginx: GET / (page view)", via, get("/", ""), 64, dbURL)
+		stop()
+
+		second, err := startApp(b.bin, dbURL, true)
 		if err != nil {
 			return err
 		}
-		mode := map[bool]string{true: "coalesced", false: "one per hit"}[coalesce]
-		if coalesce {
-			r := load(app.addr, get("/healthz", ""), 64, *dur)
-			rows = append(rows, row{"GET /healthz (ceiling)", r, ""})
-		}
-		for _, conns := range []int{1, 64, 256} {
-			before, err := hits(ctx, dbURL)
-			if err != nil {
-				return err
-			}
-			r := load(app.addr, post("/hit"), conns, *dur)
-			after, err := hits(ctx, dbURL)
-			if err != nil {
-				return err
-			}
-			rows = append(rows, row{fmt.Sprintf("POST /hit, %s, %d conns", mode, conns), r, exactness(r, after-before)})
-		}
-		if coalesce {
-			r := load(app.addr, get("/count", ""), 64, *dur)
-			rows = append(rows, row{"GET /count (poll)", r, ""})
-			etag, err := app.etag()
-			if err != nil {
-				return err
-			}
-			r = load(app.addr, get("/count", etag), 64, *dur)
-			rows = append(rows, row{"GET /count, unchanged (304)", r, ""})
-			before, err := hits(ctx, dbURL)
-			if err != nil {
-				return err
-			}
-			r = load(app.addr, get("/", ""), 64, *dur)
-			after, err := hits(ctx, dbURL)
-			if err != nil {
-				return err
-			}
-			rows = append(rows, row{"GET / (page view, counts)", r, exactness(r, after-before)})
-		}
-		rss, err := app.stop()
+		via, stop, err = b.nginx(app.addr, second.addr)
 		if err != nil {
 			return err
 		}
-		peak = append(peak, fmt.Sprintf("%s: %.1f MB", mode, float64(rss)/1e6))
+		b.measure("nginx, 2 instances: POST /hit, 64 conns", via, post("/hit"), 64, dbURL)
+		b.measure("nginx, 2 instances: GET /count (poll)", via, get("/count", ""), 64, "")
+		stop()
+		if rssB, err = second.stop(); err != nil {
+			return err
+		}
+	}
+	rss, err := app.stop()
+	if err != nil {
+		return err
 	}
 
-	ceiling := rows[0].res.rate()
-	fmt.Printf("| %-38s | %9s | %7s | %8s | %8s | %s\n", "run", "req/s", "of /healthz", "p50", "p99", "exact?")
-	fmt.Printf("|%s|%s|%s|%s|%s|---\n", strings.Repeat("-", 40), strings.Repeat("-", 11), strings.Repeat("-", 13), strings.Repeat("-", 10), strings.Repeat("-", 10))
-	for _, r := range rows {
-		fmt.Printf("| %-38s | %9.0f | %10.0f %% | %8s | %8s | %s\n", r.name, r.res.rate(), 100*r.res.rate()/ceiling,
-			r.res.quantile(0.50), r.res.quantile(0.99), r.note)
+	// One write per hit, for comparison.
+	dbURL, err = b.database()
+	if err != nil {
+		return err
 	}
-	fmt.Printf("\nserver peak RSS (VmHWM): %s\n", strings.Join(peak, ", "))
-	var on, off float64
-	for _, r := range rows {
-		switch r.name {
-		case "POST /hit, coalesced, 64 conns":
-			on = r.res.rate()
-		case "POST /hit, one per hit, 64 conns":
-			off = r.res.rate()
-		}
+	app, err = startApp(b.bin, dbURL, false)
+	if err != nil {
+		return err
 	}
-	fmt.Printf("coalesced / one per hit at 64 connections: %.1f×\n", on/off)
+	direct = target{addr: app.addr}
+	for _, conns := range []int{1, 64, 256} {
+		b.measure(fmt.Sprintf("POST /hit, one per hit, %d conns", conns), direct, post("/hit"), conns, dbURL)
+	}
+	rssOff, err := app.stop()
+	if err != nil {
+		return err
+	}
+
+	b.print()
+	fmt.Printf("\nserver peak RSS (VmHWM): %.1f MB coalesced (every run above), %.1f MB the second instance, %.1f MB one per hit\n",
+		float64(rss)/1e6, float64(rssB)/1e6, float64(rssOff)/1e6)
+	ceiling := b.rate("GET /healthz (the ceiling)")
+	fmt.Printf("clicks at 64 conns: %.2f× /healthz, %.1f× one per hit; polls %.2f× /healthz; page views %.2f× /healthz\n",
+		b.rate("POST /hit, 64 conns")/ceiling, b.rate("POST /hit, 64 conns")/b.rate("POST /hit, one per hit, 64 conns"),
+		b.rate("GET /count (poll)")/ceiling, b.rate("GET / (page view, counts)")/ceiling)
+	if *profile != "" {
+		return b.profile(*profile)
+	}
 	return nil
 }
 
-func exactness(r result, delta int64) string {
-	if delta == r.ok && r.failed == 0 {
-		return fmt.Sprintf("yes: Δ %d = %d acknowledged", delta, r.ok)
+type bench struct {
+	ctx    context.Context
+	server string
+	bin    string
+	dur    time.Duration
+	rows   []row
+}
+
+type row struct {
+	name string
+	res  result
+	note string
+}
+
+// measure runs one load and records it; with dbURL set, it also checks
+// that the counter moved by exactly the acknowledged requests.
+func (b *bench) measure(name string, to target, req []byte, conns int, dbURL string) {
+	var before int64
+	var err error
+	if dbURL != "" {
+		if before, err = hits(b.ctx, dbURL); err != nil {
+			b.rows = append(b.rows, row{name, result{}, "read the counter: " + err.Error()})
+			return
+		}
 	}
-	return fmt.Sprintf("NO: Δ %d, %d acknowledged, %d failed (%s)", delta, r.ok, r.failed, r.firstErr)
+	r := load(to, req, conns, b.dur)
+	note := ""
+	if r.failed > 0 {
+		note = fmt.Sprintf("%d failed (%s)", r.failed, r.firstErr)
+	}
+	if dbURL != "" {
+		after, err := hits(b.ctx, dbURL)
+		switch {
+		case err != nil:
+			note = "read the counter: " + err.Error()
+		case after-before == r.ok && r.failed == 0:
+			note = fmt.Sprintf("yes: Δ %d = %d acknowledged", after-before, r.ok)
+		default:
+			note = fmt.Sprintf("NO: Δ %d, %d acknowledged, %d failed (%s)", after-before, r.ok, r.failed, r.firstErr)
+		}
+	}
+	fmt.Fprintf(os.Stderr, "bench: %-45s %9.0f req/s\n", name, r.rate())
+	b.rows = append(b.rows, row{name, r, note})
+}
+
+func (b *bench) rate(name string) float64 {
+	for _, r := range b.rows {
+		if r.name == name {
+			return r.res.rate()
+		}
+	}
+	return 0
+}
+
+func (b *bench) print() {
+	ceiling := b.rate("GET /healthz (the ceiling)")
+	fmt.Printf("| %-43s | %8s | %11s | %8s | %8s | %s |\n", "run", "req/s", "of /healthz", "p50", "p99", "counter Δ = acknowledged?")
+	fmt.Printf("|%s|---:|---:|---:|---:|---|\n", strings.Repeat("-", 45))
+	for _, r := range b.rows {
+		fmt.Printf("| %-43s | %8.0f | %9.0f %% | %8s | %8s | %s |\n", r.name, r.res.rate(), 100*r.res.rate()/ceiling,
+			r.res.quantile(0.50), r.res.quantile(0.99), r.note)
+	}
+}
+
+func (b *bench) database() (string, error) { return createDatabase(b.ctx, b.server) }
+
+// nginx starts the repository's nginx.conf in front of the given app
+// instances, with the abuse limits lifted (this measures the stack, not
+// the limits) and no access log.
+func (b *bench) nginx(upstreams ...string) (target, func(), error) {
+	srv, err := nginx.Start(nginx.Options{
+		Conf:      "nginx.conf",
+		Assets:    "assets",
+		Upstreams: upstreams,
+		Replace: map[string]string{
+			"limit_req zone=hits burst=10 nodelay;": "# limit_req: off for the benchmark",
+			"limit_conn perip 32;":                  "# limit_conn: off for the benchmark",
+			"access_log /dev/stdout;":               "access_log off;",
+		},
+	})
+	if err != nil {
+		return target{}, nil, err
+	}
+	u, err := url.Parse(srv.HTTPSURL)
+	if err != nil {
+		srv.Stop()
+		return target{}, nil, err
+	}
+	return target{addr: u.Host, tls: &tls.Config{RootCAs: srv.CA, ServerName: "localhost", MinVersion: tls.VersionTLS12}}, srv.Stop, nil
+}
+
+// profile runs clicks at 64 connections against a server that writes a CPU
+// profile, and prints where its time went.
+func (b *bench) profile(file string) error {
+	dbURL, err := b.database()
+	if err != nil {
+		return err
+	}
+	abs, err := filepath.Abs(file)
+	if err != nil {
+		return err
+	}
+	app, err := startApp(b.bin, dbURL, true, "-cpu-profile", abs)
+	if err != nil {
+		return err
+	}
+	before := cpuTimes(app.cmd.Process.Pid)
+	start := time.Now()
+	r := load(target{addr: app.addr}, post("/hit"), 64, b.dur)
+	after := cpuTimes(app.cmd.Process.Pid)
+	wall := time.Since(start)
+	if _, err := app.stop(); err != nil {
+		return err
+	}
+	fmt.Printf("\nWhere the 2 cores went under %.0f clicks/s (64 conns), as CPU time over %s of wall time:\n", r.rate(), wall.Round(time.Millisecond))
+	for _, k := range []string{"server", "PostgreSQL", "load generator", "other"} {
+		fmt.Printf("  %-15s %6.2fs  (%3.0f %% of %d cores)\n", k, (after[k] - before[k]).Seconds(),
+			100*(after[k]-before[k]).Seconds()/(wall.Seconds()*float64(runtime.NumCPU())), runtime.NumCPU())
+	}
+	fmt.Printf("\nCPU profile of the server in that run (%s), heaviest call paths first:\n", file)
+	cmd := exec.Command("go", "tool", "pprof", "-top", "-cum", "-nodecount=30", b.bin, abs)
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	return cmd.Run()
 }
 
 // --- the server ---
@@ -149,8 +279,8 @@ type app struct {
 	done chan error
 }
 
-func startApp(bin, dbURL string, coalesce bool) (*app, error) {
-	cmd := exec.Command(bin, "-addr", "127.0.0.1:0", "-migrate")
+func startApp(bin, dbURL string, coalesce bool, args ...string) (*app, error) {
+	cmd := exec.Command(bin, append([]string{"-addr", "127.0.0.1:0", "-migrate"}, args...)...)
 	cmd.Env = append(os.Environ(), "DATABASE_URL="+dbURL, "LOG_LEVEL=warn", "COALESCE="+strconv.FormatBool(coalesce))
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
@@ -206,7 +336,7 @@ func (a *app) stop() (int64, error) {
 
 // etag is the ETag of the current poll answer.
 func (a *app) etag() (string, error) {
-	c, err := net.DialTimeout("tcp", a.addr, 5*time.Second)
+	c, err := target{addr: a.addr}.dial()
 	if err != nil {
 		return "", err
 	}
@@ -223,6 +353,60 @@ func (a *app) etag() (string, error) {
 		return "", errors.New("GET /count has no ETag")
 	}
 	return h.etag, nil
+}
+
+// cpuTimes is the CPU time (user + system) used so far by the server
+// (pid), by PostgreSQL's processes, by this process (the load generator),
+// and by everything else, from /proc.
+func cpuTimes(pid int) map[string]time.Duration {
+	const tick = 10 * time.Millisecond // USER_HZ is 100 on Linux
+	out := map[string]time.Duration{}
+	self := os.Getpid()
+	if b, err := os.ReadFile("/proc/stat"); err == nil {
+		// The first line sums every CPU: user nice system idle iowait irq softirq steal …
+		f := strings.Fields(strings.SplitN(string(b), "\n", 2)[0])
+		var busy int64
+		for i, v := range f[1:] {
+			if i == 3 || i == 4 { // idle, iowait
+				continue
+			}
+			n, _ := strconv.ParseInt(v, 10, 64)
+			busy += n
+		}
+		out["other"] = time.Duration(busy) * tick
+	}
+	dirs, _ := os.ReadDir("/proc")
+	for _, d := range dirs {
+		p, err := strconv.Atoi(d.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + d.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid … utime stime are fields 14 and 15.
+		comm := string(b[bytes.IndexByte(b, '(')+1 : bytes.LastIndexByte(b, ')')])
+		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
+		if len(f) < 13 {
+			continue
+		}
+		ut, _ := strconv.ParseInt(f[11], 10, 64)
+		st, _ := strconv.ParseInt(f[12], 10, 64)
+		used := time.Duration(ut+st) * tick
+		switch {
+		case p == pid:
+			out["server"] += used
+		case p == self:
+			out["load generator"] += used
+		case comm == "postgres":
+			out["PostgreSQL"] += used
+		default:
+			continue
+		}
+		out["other"] -= used
+	}
+	return out
 }
 
 // --- the database ---
@@ -310,11 +494,30 @@ func (r result) quantile(q float64) string {
 	return d.Round(10 * time.Microsecond).String()
 }
 
+// target is where load goes: an address, over TLS when tls is set.
+type target struct {
+	addr string
+	tls  *tls.Config
+}
+
+func (t target) dial() (net.Conn, error) {
+	c, err := net.DialTimeout("tcp", t.addr, 5*time.Second)
+	if err != nil || t.tls == nil {
+		return c, err
+	}
+	tc := tls.Client(c, t.tls)
+	if err := tc.Handshake(); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return tc, nil
+}
+
 // load sends req over conns keep-alive connections for dur. Each
 // connection finishes the request it has in flight when time is up, so
 // every request sent is answered and counted: that is what makes the
 // exactness check exact. 2xx and 304 are successes.
-func load(addr string, req []byte, conns int, dur time.Duration) result {
+func load(to target, req []byte, conns int, dur time.Duration) result {
 	var (
 		mu  sync.Mutex
 		all result
@@ -341,12 +544,12 @@ func load(addr string, req []byte, conns int, dur time.Duration) result {
 					mine.firstErr = err.Error()
 				}
 			}
-			c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+			c, err := to.dial()
 			if err != nil {
 				fail(err)
 				return
 			}
-			defer c.Close()
+			defer func() { c.Close() }() // the last connection, after any redial
 			r := bufio.NewReaderSize(c, 16<<10)
 			for time.Now().Before(stop) {
 				t0 := time.Now()
@@ -355,10 +558,18 @@ func load(addr string, req []byte, conns int, dur time.Duration) result {
 					fail(err)
 					return
 				}
-				status, _, err := readResponse(r)
+				status, h, err := readResponse(r)
 				if err != nil {
 					fail(err)
 					return
+				}
+				if h.close { // e.g. nginx's keepalive_requests: go on on a new connection
+					c.Close()
+					if c, err = to.dial(); err != nil {
+						fail(err)
+						return
+					}
+					r.Reset(c)
 				}
 				mine.latencies = append(mine.latencies, time.Since(t0))
 				if status/100 == 2 || status == 304 {
@@ -377,11 +588,13 @@ func load(addr string, req []byte, conns int, dur time.Duration) result {
 
 type header struct {
 	contentLength int
+	chunked       bool
+	close         bool // the server closes the connection after this answer
 	etag          string
 }
 
-// readResponse reads one response with a Content-Length body (all the app
-// sends) and discards the body.
+// readResponse reads one response and discards its body (Content-Length
+// or chunked).
 func readResponse(r *bufio.Reader) (int, header, error) {
 	var h header
 	line, err := r.ReadSlice('\n')
@@ -410,11 +623,38 @@ func readResponse(r *bufio.Reader) (int, header, error) {
 			h.contentLength, _ = strconv.Atoi(string(bytes.TrimSpace(v)))
 		case "etag":
 			h.etag = string(bytes.TrimSpace(v))
+		case "connection":
+			h.close = bytes.EqualFold(bytes.TrimSpace(v), []byte("close"))
+		case "transfer-encoding":
+			h.chunked = bytes.Contains(bytes.ToLower(v), []byte("chunked"))
 		}
+	}
+	if h.chunked {
+		return status, h, discardChunks(r)
 	}
 	_, err = r.Discard(h.contentLength)
 	if err == io.EOF {
 		err = io.ErrUnexpectedEOF
 	}
 	return status, h, err
+}
+
+func discardChunks(r *bufio.Reader) error {
+	for {
+		line, err := r.ReadSlice('\n')
+		if err != nil {
+			return err
+		}
+		size, _, _ := bytes.Cut(bytes.TrimSpace(line), []byte(";"))
+		n, err := strconv.ParseInt(string(size), 16, 64)
+		if err != nil {
+			return fmt.Errorf("bad chunk size %q", line)
+		}
+		if _, err := r.Discard(int(n) + 2); err != nil { // the data and its CRLF
+			return err
+		}
+		if n == 0 {
+			return nil // no trailers from these servers
+		}
+	}
 }
