@@ -46,49 +46,53 @@ func (s *server) handle(h handlerFunc) http.HandlerFunc {
 // so a failing component never sends half a page. The answer is never
 // stored: counts change all the time.
 func (s *server) render(w http.ResponseWriter, r *http.Request, status int, c templ.Component) error {
-	return s.write(w, r, status, c, false)
+	body, err := s.renderBytes(w, r, c)
+	if err != nil {
+		return err
+	}
+	s.send(w, r, status, body, "")
+	return nil
 }
 
-// renderRevalidated renders a 200 answer that browsers may keep but must
-// revalidate each time (the polled counter): it carries an ETag of its
-// bytes, and a request whose If-None-Match matches gets 304 with no body.
-func (s *server) renderRevalidated(w http.ResponseWriter, r *http.Request, c templ.Component) error {
-	return s.write(w, r, http.StatusOK, c, true)
-}
-
-func (s *server) write(w http.ResponseWriter, r *http.Request, status int, c templ.Component, revalidate bool) error {
+// renderBytes renders c, or answers 500 and returns the error.
+func (s *server) renderBytes(w http.ResponseWriter, r *http.Request, c templ.Component) ([]byte, error) {
 	var buf bytes.Buffer
 	// Not the request's context: when its deadline has passed, the answer
 	// that says so must still render (templ stops on a done context).
 	if err := c.Render(context.WithoutCancel(r.Context()), &buf); err != nil {
 		http.Error(w, "Something went wrong on our side.", http.StatusInternalServerError)
-		return fmt.Errorf("render: %w", err)
+		return nil, fmt.Errorf("render: %w", err)
 	}
+	return buf.Bytes(), nil
+}
+
+// send writes a rendered body. With an etag, the answer is one browsers may
+// keep but must revalidate each time (no-cache), and a request whose
+// If-None-Match matches gets 304 with no body; without, it is never stored.
+func (s *server) send(w http.ResponseWriter, r *http.Request, status int, body []byte, etag string) {
 	h := w.Header()
 	h.Set("Content-Type", "text/html; charset=utf-8")
 	h.Set("Cache-Control", "no-store")
 	if status == http.StatusServiceUnavailable {
 		h.Set("Retry-After", "2")
 	}
-	if revalidate {
-		etag := etagOf(buf.Bytes())
+	if etag != "" {
 		h.Set("Cache-Control", "no-cache")
 		h.Set("ETag", etag)
 		if etagMatches(r.Header.Get("If-None-Match"), etag) {
 			w.WriteHeader(http.StatusNotModified)
-			return nil
+			return
 		}
 	}
-	h.Set("Content-Length", strconv.Itoa(buf.Len()))
+	h.Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(status)
 	if r.Method == http.MethodHead {
-		return nil
+		return
 	}
-	if _, err := w.Write(buf.Bytes()); err != nil {
+	if _, err := w.Write(body); err != nil {
 		// The client went away; nothing more to tell it.
 		s.log.LogAttrs(r.Context(), slog.LevelDebug, "write response", slog.Any("err", err))
 	}
-	return nil
 }
 
 // etagOf is a strong ETag of a body: a 64-bit FNV-1a hash, enough to tell

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -69,6 +70,8 @@ type server struct {
 	static *staticFiles
 	assets views.Assets
 	mux    *chi.Mux
+
+	lastPoll atomic.Pointer[renderedPoll]
 }
 
 // NewServer returns the whole HTTP handler: routes, middleware and the
