@@ -18,8 +18,7 @@ import (
 // values it added in arrival order.
 func (s *Store) Increment(ctx context.Context, name string) (int64, error) {
 	if s.batches == nil {
-		hits, err := s.add(ctx, name, 1)
-		return hits, err
+		return s.add(ctx, name, 1)
 	}
 	return s.batches.increment(ctx, name)
 }

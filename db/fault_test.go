@@ -145,3 +145,34 @@ func TestDatabaseDownAndRecovery(t *testing.T) {
 		t.Errorf("Increment after recovery: got %d, want %d", n, before+1)
 	}
 }
+
+// A write whose server session is terminated while it waits for the row
+// lock gets a FATAL before its statement completed: rolled back for sure,
+// so it is retried on a new connection and counted once.
+func TestTerminatedWriteIsRetried(t *testing.T) {
+	t.Parallel()
+	dbURL := testdb.NewMigrated(t)
+	s, logs := newStore(t, dbURL, fastPolicy())
+	ctx := testCtx(t)
+	release := lockCounter(t, dbURL)
+	done := make(chan error, 1)
+	go func() {
+		_, err := s.Increment(ctx, "main")
+		done <- err
+	}()
+	waitBlocked(t, dbURL, 1)
+	execSQL(t, dbURL, `select pg_terminate_backend(pid) from pg_stat_activity
+		where datname = current_database() and wait_event_type = 'Lock'`)
+	logs.waitFor(t, "db retry", 1)
+	release()
+	if err := <-done; err != nil {
+		t.Fatalf("Increment after its session was terminated: %v", err)
+	}
+	if got := testdb.Hits(t, dbURL, "main"); got != 1 {
+		t.Errorf("hits: got %d, want 1", got)
+	}
+	retry := logs.with("db retry")[0]
+	if retry["sqlstate"] != "57P01" || retry["op"] != "increment" {
+		t.Errorf("retry log: got %v, want op increment with sqlstate 57P01", retry)
+	}
+}

@@ -67,12 +67,17 @@ func Binary() (string, error) {
 // in the foreground. Ports are the kernel's free ones at the time; if
 // another process takes one before nginx binds it, Start tries again with
 // new ones.
-func Start(opts Options) (*Server, error) {
+func Start(opts Options) (_ *Server, err error) {
 	bin, err := Binary()
 	if err != nil {
 		return nil, err
 	}
 	s := &Server{Logs: &Buffer{}}
+	defer func() {
+		if err != nil {
+			s.Stop() // removes the folders made so far
+		}
+	}()
 	dir, err := s.dir()
 	if err != nil {
 		return nil, err
@@ -132,7 +137,6 @@ func Start(opts Options) (*Server, error) {
 			return s, nil
 		}
 		if attempt == 5 || !strings.Contains(s.Logs.String(), "Address already in use") {
-			s.Stop()
 			return nil, err
 		}
 		s.Logs.Reset()

@@ -524,7 +524,7 @@ func readTyped(r *bufio.Reader, buf []byte) ([]byte, error) {
 }
 
 // isWrite reports whether a query text starts with insert, update or
-// delete (after leading space and comments-free, as pgx sends them).
+// delete, after leading space (a comment first is not recognised).
 func isWrite(query []byte) bool {
 	q := bytes.TrimSpace(bytes.TrimRight(query, "\x00"))
 	for _, verb := range []string{"insert", "update", "delete"} {
