@@ -5,7 +5,7 @@ GO    ?= go
 BIN   := bin/hitcounter
 PGDIR := .pgdata
 
-.PHONY: run test build generate check-generated lint bench db-stop clean
+.PHONY: run test test-compose build generate check-generated lint bench db-stop clean
 
 # Go itself is the one thing these targets cannot install (Debian's golang
 # package is older than go.mod's go line).
@@ -27,6 +27,11 @@ run: build
 test: check-generated lint
 	@scripts/deps postgresql chromium nginx openssl
 	scripts/with-test-db $(GO) test -race -count=1 -timeout 20m ./...
+
+## test-compose: the deployment for real, as root: compose.yaml and the Dockerfile, unmodified, on a
+##        private Docker Engine with local stand-ins for the registry images (scripts/docker-stack)
+test-compose:
+	HITCOUNTER_COMPOSE_TEST=1 $(GO) test -count=1 -timeout 40m -run '^TestDeploymentWithCompose$$' -v .
 
 build: generate
 	$(GO) build -trimpath -o $(BIN) .

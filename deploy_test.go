@@ -1,0 +1,370 @@
+package main
+
+// The deployment, run for real: compose.yaml and the Dockerfile, unmodified,
+// on a private Docker Engine (scripts/docker-stack), doing what an operator
+// does. Registry images are local stand-ins with the same tags (no registry
+// is reachable here); the test says which.
+//
+// It runs with HITCOUNTER_COMPOSE_TEST=1 (`make test-compose`), as root.
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// deployment is a copy of the repository's tracked files with an .env, run
+// by docker compose on the private engine.
+type deployment struct {
+	t   *testing.T
+	dir string
+	env []string // DOCKER_HOST, DOCKER_CONFIG
+}
+
+func startDeployment(t *testing.T) *deployment {
+	t.Helper()
+	if os.Getenv("HITCOUNTER_COMPOSE_TEST") != "1" {
+		t.Skip("the deployment test runs with HITCOUNTER_COMPOSE_TEST=1 (make test-compose): it starts a Docker Engine and builds images")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("the deployment test needs root: it starts a private Docker Engine")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer cancel()
+	start := time.Now()
+	cmd := exec.CommandContext(ctx, "scripts/docker-stack", "start")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("scripts/docker-stack start: %v\n%s", err, stderr.String())
+	}
+	for _, l := range strings.Split(stderr.String(), "\n") {
+		if strings.HasPrefix(l, "docker-stack: stand-ins:") {
+			t.Logf("registry images replaced by local stand-ins (scripts/standins): %s", strings.TrimPrefix(l, "docker-stack: stand-ins: "))
+		}
+	}
+	t.Logf("engine, compose plugin and stand-ins ready in %s", time.Since(start).Round(time.Second))
+
+	d := &deployment{t: t, dir: t.TempDir(), env: strings.Fields(string(out))}
+	files, err := exec.Command("git", "ls-files", "-z").Output()
+	if err != nil {
+		t.Fatalf("git ls-files: %v", err)
+	}
+	for _, f := range strings.Split(strings.TrimRight(string(files), "\x00"), "\x00") {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := os.Stat(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dst := filepath.Join(d.dir, f)
+		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(dst, b, info.Mode().Perm()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The first step of the README: cp .env.example .env, then edit it.
+	env, err := os.ReadFile(filepath.Join(d.dir, ".env.example"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	edited := regexp.MustCompile(`(?m)^POSTGRES_PASSWORD=.*$`).ReplaceAllString(string(env), "POSTGRES_PASSWORD=c0mposeTestPassw0rd")
+	edited = regexp.MustCompile(`(?m)^DOMAIN=.*$`).ReplaceAllString(edited, "DOMAIN=localhost")
+	if err := os.WriteFile(filepath.Join(d.dir, ".env"), []byte(edited), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// Only the host ports differ from production: loopback, chosen by the engine.
+	override := "services:\n  nginx:\n    ports: !override\n      - \"127.0.0.1::80\"\n      - \"127.0.0.1::443\"\n"
+	if err := os.WriteFile(filepath.Join(d.dir, "compose.override.yaml"), []byte(override), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("docker compose logs:\n%s", d.composeMaybe("logs", "--no-color", "--tail", "50"))
+		}
+		d.composeMaybe("down", "-v", "--remove-orphans")
+		if err := exec.Command("scripts/docker-stack", "stop").Run(); err != nil {
+			t.Errorf("stop the engine: %v", err)
+		}
+	})
+	return d
+}
+
+// compose runs docker compose in the deployment's folder, bounded in time.
+func (d *deployment) compose(args ...string) string {
+	d.t.Helper()
+	out, err := d.run(args...)
+	if err != nil {
+		d.t.Fatalf("docker compose %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+func (d *deployment) composeMaybe(args ...string) string {
+	out, _ := d.run(args...)
+	return out
+}
+
+func (d *deployment) run(args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "docker", append([]string{"compose"}, args...)...)
+	cmd.Dir = d.dir
+	cmd.Env = append(os.Environ(), d.env...)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+func (d *deployment) docker(args ...string) string {
+	d.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "docker", args...)
+	cmd.Env = append(os.Environ(), d.env...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		d.t.Fatalf("docker %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// url is nginx's published address for a container port.
+func (d *deployment) url(scheme, port string) string {
+	d.t.Helper()
+	hostPort := strings.TrimSpace(d.compose("port", "nginx", port))
+	return scheme + "://" + hostPort
+}
+
+type composeService struct {
+	Service  string `json:"Service"`
+	Name     string `json:"Name"`
+	State    string `json:"State"`
+	Health   string `json:"Health"`
+	ExitCode int    `json:"ExitCode"`
+}
+
+func (d *deployment) ps() map[string][]composeService {
+	d.t.Helper()
+	out := d.compose("ps", "-a", "--format", "json")
+	all := map[string][]composeService{}
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		var s composeService
+		if err := json.Unmarshal([]byte(l), &s); err != nil {
+			d.t.Fatalf("docker compose ps: %v in %q", err, l)
+		}
+		all[s.Service] = append(all[s.Service], s)
+	}
+	return all
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func (d *deployment) waitFor(timeout time.Duration, what string, cond func() (bool, string)) time.Duration {
+	d.t.Helper()
+	start := time.Now()
+	for {
+		ok, seen := cond()
+		if ok {
+			return time.Since(start)
+		}
+		if time.Since(start) > timeout {
+			d.t.Fatalf("%s: not within %s; last seen: %s", what, timeout, seen)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// insecure: the deployment serves tls-bootstrap's self-signed placeholder.
+var composeClient = &http.Client{
+	Timeout: 10 * time.Second,
+	Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{InsecureSkipVerify: true},
+	},
+	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+}
+
+func fetch(method, url string) (int, string, error) {
+	req, err := http.NewRequest(method, url, nil)
+	if err != nil {
+		return 0, "", err
+	}
+	req.Header.Set("HX-Request", "true")
+	resp, err := composeClient.Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), err
+}
+
+var countRE = regexp.MustCompile(`<strong id="count">(\d+)</strong>`)
+
+func TestDeploymentWithCompose(t *testing.T) {
+	d := startDeployment(t)
+	began := time.Now()
+
+	// 1. up: db healthy → migrate exits 0 → web healthy → nginx.
+	up := time.Now()
+	d.compose("up", "-d", "--wait")
+	t.Logf("docker compose up -d --wait: %s (images built)", time.Since(up).Round(time.Second))
+
+	// 2. What ps shows, the page, a click, the redirect, exec env.
+	ps := d.ps()
+	for svc, want := range map[string]string{"db": "healthy", "web": "healthy"} {
+		if len(ps[svc]) != 1 || ps[svc][0].State != "running" || ps[svc][0].Health != want {
+			t.Errorf("%s: %+v, want one running and %s", svc, ps[svc], want)
+		}
+	}
+	for _, svc := range []string{"migrate", "tls-bootstrap"} {
+		if len(ps[svc]) != 1 || ps[svc][0].State != "exited" || ps[svc][0].ExitCode != 0 {
+			t.Errorf("%s: %+v, want one exited with 0", svc, ps[svc])
+		}
+	}
+	if len(ps["nginx"]) != 1 || ps["nginx"][0].State != "running" {
+		t.Errorf("nginx: %+v, want running", ps["nginx"])
+	}
+	if _, ok := ps["certbot"]; ok {
+		t.Errorf("certbot runs without its profile: %+v", ps["certbot"])
+	}
+
+	https := d.url("https", "443")
+	status, body, err := fetch("GET", https+"/")
+	if err != nil || status != 200 || !countRE.MatchString(body) {
+		t.Fatalf("GET / over HTTPS through nginx: %d %v\n%s", status, err, body)
+	}
+	n := countOf(t, body)
+	status, body, err = fetch("POST", https+"/hit")
+	if err != nil || status != 200 || countOf(t, body) != n+1 {
+		t.Fatalf("a click: %d %v\n%s", status, err, body)
+	}
+	req, _ := http.NewRequest("GET", d.url("http", "80")+"/somewhere?x=1", nil)
+	resp, err := composeClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 301 || !strings.HasPrefix(resp.Header.Get("Location"), "https://") {
+		t.Errorf("HTTP: %d to %q, want 301 to https://", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	env := d.compose("exec", "web", "env")
+	for _, want := range []string{"ADDR=:8000", "LOG_FORMAT=json", "CLIENT_IP_HEADER=X-Real-IP", "DATABASE_URL=postgres://"} {
+		if !strings.Contains(env, want) {
+			t.Errorf("docker compose exec web env lacks %s:\n%s", want, env)
+		}
+	}
+
+	// 3. The database stops: the page says so, the log shows the retries
+	// and the failure; it starts again: the page recovers by itself.
+	d.compose("stop", "db")
+	d.waitFor(30*time.Second, "the page saying the counter is unavailable", func() (bool, string) {
+		status, body, err := fetch("GET", https+"/")
+		return status == 503 && strings.Contains(body, "Counter unavailable"), fmt.Sprint(status, err)
+	})
+	logs := d.compose("logs", "--no-color", "web")
+	for _, want := range []string{`"msg":"db retry"`, `"msg":"db transaction failed"`} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("docker compose logs web lacks %s", want)
+		}
+	}
+	d.compose("start", "db")
+	took := d.waitFor(60*time.Second, "the page back after the database started", func() (bool, string) {
+		status, _, err := fetch("GET", https+"/count")
+		return status == 200, fmt.Sprint(status, err)
+	})
+	t.Logf("the page recovered %s after docker compose start db", took.Round(time.Millisecond))
+
+	// 4. web crashes (its process killed from the host: the engine's
+	// restart policy brings it back; `docker kill` would count as a manual
+	// stop and leave it down) and is recreated: nginx follows both.
+	web := d.ps()["web"][0].Name
+	pid := strings.TrimSpace(d.docker("inspect", "-f", "{{.State.Pid}}", web))
+	if err := exec.Command("kill", "-9", pid).Run(); err != nil {
+		t.Fatalf("kill -9 %s (web's process): %v", pid, err)
+	}
+	took = d.waitFor(60*time.Second, "nginx reaching web after it crashed", func() (bool, string) {
+		status, _, err := fetch("GET", https+"/count")
+		return status == 200, fmt.Sprint(status, err)
+	})
+	restarts := strings.TrimSpace(d.docker("inspect", "-f", "{{.RestartCount}}", web))
+	t.Logf("after web crashed, the engine restarted it (restarts: %s) and nginx served the page again in %s", restarts, took.Round(time.Millisecond))
+	d.compose("up", "-d", "--force-recreate", "--wait", "web")
+	took = d.waitFor(30*time.Second, "nginx reaching the recreated web", func() (bool, string) {
+		status, _, err := fetch("GET", https+"/count")
+		return status == 200, fmt.Sprint(status, err)
+	})
+	t.Logf("after --force-recreate web, nginx served the page again in %s", took.Round(time.Millisecond))
+
+	// 5. Two instances: clicks through nginx stay exact, both serve.
+	d.compose("up", "-d", "--wait", "--scale", "web=2")
+	if got := len(d.ps()["web"]); got != 2 {
+		t.Fatalf("%d web containers after --scale web=2", got)
+	}
+	_, body, _ = fetch("GET", https+"/count")
+	before := countOf(t, body)
+	const clients, each = 8, 25
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	acked := 0
+	for range clients {
+		wg.Go(func() {
+			for range each {
+				status, _, err := fetch("POST", https+"/hit")
+				if err != nil || status != 200 {
+					t.Errorf("click with two instances: %d %v", status, err)
+					return
+				}
+				mu.Lock()
+				acked++
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	d.waitFor(10*time.Second, "the count to reach the acknowledged clicks", func() (bool, string) {
+		_, body, _ := fetch("GET", https+"/count")
+		m := countRE.FindStringSubmatch(body)
+		return m != nil && m[1] == fmt.Sprint(before+int64(acked)), fmt.Sprint(m)
+	})
+	served := map[string]int{}
+	sc := bufio.NewScanner(strings.NewReader(d.compose("logs", "--no-color", "web")))
+	for sc.Scan() {
+		if name, line, ok := strings.Cut(sc.Text(), "|"); ok && strings.Contains(line, `"path":"/hit"`) {
+			served[strings.TrimSpace(name)]++
+		}
+	}
+	if len(served) != 2 {
+		t.Errorf("clicks were served by %v, want both instances", served)
+	}
+	t.Logf("%d clicks with two instances, exact; served per instance: %v", acked, served)
+
+	// 7. down and up keep the count; down -v removes it.
+	d.compose("down")
+	d.compose("up", "-d", "--wait")
+	_, body, _ = fetch("GET", d.url("https", "443")+"/count")
+	if got := countOf(t, body); got != before+int64(acked) {
+		t.Errorf("after down and up the count is %d, want %d", got, before+int64(acked))
+	}
+	d.compose("down", "-v")
+	if out := d.docker("volume", "ls", "-q", "--filter", "label=com.docker.compose.project=hitcounter"); strings.TrimSpace(out) != "" {
+		t.Errorf("volumes left after down -v: %s", out)
+	}
+	t.Logf("the deployment test took %s", time.Since(began).Round(time.Second))
+}
