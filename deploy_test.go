@@ -21,7 +21,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
@@ -319,41 +318,39 @@ func TestDeploymentWithCompose(t *testing.T) {
 	}
 	_, body, _ = fetch("GET", https+"/count")
 	before := countOf(t, body)
-	const clients, each = 8, 25
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	acked := 0
-	for range clients {
-		wg.Go(func() {
-			for range each {
-				status, _, err := fetch("POST", https+"/hit")
-				if err != nil || status != 200 {
-					t.Errorf("click with two instances: %d %v", status, err)
-					return
-				}
-				mu.Lock()
-				acked++
-				mu.Unlock()
-			}
-		})
-	}
-	wg.Wait()
-	d.waitFor(10*time.Second, "the count to reach the acknowledged clicks", func() (bool, string) {
-		_, body, _ := fetch("GET", https+"/count")
-		m := countRE.FindStringSubmatch(body)
-		return m != nil && m[1] == fmt.Sprint(before+int64(acked)), fmt.Sprint(m)
-	})
+	// Clicks at a person's pace (nginx refuses a flood from one address
+	// with 429), until both instances have counted some.
+	acked, refused := 0, 0
 	served := map[string]int{}
-	sc := bufio.NewScanner(strings.NewReader(d.compose("logs", "--no-color", "web")))
-	for sc.Scan() {
-		if name, line, ok := strings.Cut(sc.Text(), "|"); ok && strings.Contains(line, `"path":"/hit"`) {
-			served[strings.TrimSpace(name)]++
+	d.waitFor(60*time.Second, "clicks served by both instances", func() (bool, string) {
+		for range 10 {
+			status, _, err := fetch("POST", https+"/hit")
+			switch {
+			case err != nil:
+				t.Fatalf("click with two instances: %v", err)
+			case status == 200:
+				acked++
+			case status == 429:
+				refused++
+			default:
+				t.Fatalf("click with two instances: status %d", status)
+			}
+			time.Sleep(150 * time.Millisecond)
 		}
+		clear(served)
+		sc := bufio.NewScanner(strings.NewReader(d.compose("logs", "--no-color", "web")))
+		for sc.Scan() {
+			if name, line, ok := strings.Cut(sc.Text(), "|"); ok && strings.Contains(line, `"path":"/hit"`) && strings.Contains(line, `"status":200`) {
+				served[strings.TrimSpace(name)]++
+			}
+		}
+		return len(served) == 2, fmt.Sprint(served)
+	})
+	_, body, _ = fetch("GET", https+"/count")
+	if got := countOf(t, body); got != before+int64(acked) {
+		t.Errorf("with two instances: count %d, want %d + %d acknowledged clicks", got, before, acked)
 	}
-	if len(served) != 2 {
-		t.Errorf("clicks were served by %v, want both instances", served)
-	}
-	t.Logf("%d clicks with two instances, exact; served per instance: %v", acked, served)
+	t.Logf("two instances: %d clicks acknowledged and counted exactly (%d refused with 429 by nginx's limit); clicks per instance since start: %v", acked, refused, served)
 
 	// 7. down and up keep the count; down -v removes it.
 	d.compose("down")

@@ -78,6 +78,7 @@ func startProxied(t testing.TB, opts proxyOptions) *proxied {
 
 	srv, err := nginx.Start(nginx.Options{
 		Conf:      "nginx.conf",
+		Upstream:  "deploy/nginx-upstream-local.conf",
 		Assets:    "assets",
 		Upstreams: []string{strings.TrimPrefix(app.base, "http://")},
 		Replace:   opts.conf,
@@ -376,4 +377,28 @@ func TestNginxInFront(t *testing.T) {
 			t.Fatal("TLS 1.1 handshake succeeded")
 		}
 	})
+}
+
+// The compose deployment's upstream file (web on Docker's DNS, resolved per
+// request) is valid for Debian's nginx too: it loads and serves its own
+// answers. Reaching web is the deployment test's part (deploy_test.go).
+func TestNginxComposeUpstreamLoads(t *testing.T) {
+	srv, err := nginx.Start(nginx.Options{
+		Conf:     "nginx.conf",
+		Upstream: "deploy/nginx-upstream-compose.conf",
+		Assets:   "assets",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Stop()
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: srv.CA}}}
+	resp, err := c.Get(srv.HTTPSURL + "/static/style.css")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("a static file through nginx with the compose upstream file: %d", resp.StatusCode)
+	}
 }

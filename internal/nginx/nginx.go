@@ -2,10 +2,12 @@
 // front of app instances on loopback, for tests and `make bench`: the
 // production topology on one machine.
 //
-// The configuration is nginx.conf as it is, with only listen ports, the
-// upstream servers, file paths and the pid file replaced; each replaced
-// text must occur exactly once, so a change to nginx.conf that this would no
-// longer cover fails loudly.
+// The configuration is nginx.conf as it is, with only listen ports, file
+// paths and the pid file replaced, and the include of the app's address
+// pointing at the on-one-host file (deploy/nginx-upstream-local.conf) with
+// the test's app instances in place of 127.0.0.1:8000. Each replaced text
+// must occur exactly once, so a change that this would no longer cover
+// fails loudly.
 package nginx
 
 import (
@@ -33,8 +35,9 @@ import (
 // Options say what to put nginx in front of.
 type Options struct {
 	Conf      string   // path of the repository's nginx.conf
+	Upstream  string   // path of deploy/nginx-upstream-local.conf
 	Assets    string   // the assets folder nginx serves /static/ from
-	Upstreams []string // host:port of each app instance
+	Upstreams []string // host:port of each app instance, in place of 127.0.0.1:8000 (none: the file as it is)
 	// Replace holds more replacements in nginx.conf (each text once); they
 	// win over the package's own.
 	Replace map[string]string
@@ -99,9 +102,21 @@ func Start(opts Options) (_ *Server, err error) {
 	var servers strings.Builder
 	for i, u := range opts.Upstreams {
 		if i > 0 {
-			servers.WriteString("\n        ")
+			servers.WriteString("\n    ")
 		}
 		servers.WriteString("server " + u + ";")
+	}
+	repl := map[string]string{}
+	if len(opts.Upstreams) > 0 {
+		repl["server 127.0.0.1:8000;"] = servers.String()
+	}
+	upstream, err := Conf(opts.Upstream, repl)
+	if err != nil {
+		return nil, err
+	}
+	upstreamPath := filepath.Join(dir, "hitcounter-upstream.conf")
+	if err := os.WriteFile(upstreamPath, []byte(upstream), 0o644); err != nil {
+		return nil, err
 	}
 	for attempt := 1; ; attempt++ {
 		httpPort, httpsPort, err := twoFreePorts()
@@ -111,7 +126,7 @@ func Start(opts Options) (_ *Server, err error) {
 		repl := map[string]string{
 			"listen 80 default_server":                       fmt.Sprintf("listen 127.0.0.1:%d default_server", httpPort),
 			"listen 443 ssl default_server":                  fmt.Sprintf("listen 127.0.0.1:%d ssl default_server", httpsPort),
-			"server web:8000;":                               servers.String(),
+			"include /etc/nginx/hitcounter-upstream.conf;":   "include " + upstreamPath + ";",
 			"/srv/hitcounter/assets/":                        assets + "/",
 			"/var/www/certbot":                               s.Webroot,
 			"/etc/letsencrypt/live/hitcounter/fullchain.pem": filepath.Join(certDir, "fullchain.pem"),
@@ -201,7 +216,7 @@ func (s *Server) dir() (string, error) {
 	return d, os.Chmod(d, 0o755)
 }
 
-// Conf is the nginx.conf at path with each key of repl, which must occur
+// Conf is the configuration file at path with each key of repl, which must occur
 // exactly once, replaced by its value.
 func Conf(path string, repl map[string]string) (string, error) {
 	b, err := os.ReadFile(path)
@@ -211,7 +226,7 @@ func Conf(path string, repl map[string]string) (string, error) {
 	conf := string(b)
 	for old, new := range repl {
 		if n := strings.Count(conf, old); n != 1 {
-			return "", fmt.Errorf("nginx.conf has %q %d times, expected once", old, n)
+			return "", fmt.Errorf("%s has %q %d times, expected once", path, old, n)
 		}
 		conf = strings.Replace(conf, old, new, 1)
 	}

@@ -218,6 +218,7 @@ func (b *bench) database() (string, error) { return createDatabase(b.ctx, b.serv
 func (b *bench) nginx(upstreams ...string) (target, func(), error) {
 	srv, err := nginx.Start(nginx.Options{
 		Conf:      "nginx.conf",
+		Upstream:  "deploy/nginx-upstream-local.conf",
 		Assets:    "assets",
 		Upstreams: upstreams,
 		Replace: map[string]string{
