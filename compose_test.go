@@ -23,6 +23,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/compose-spec/compose-go/v2/cli"
 	"github.com/compose-spec/compose-go/v2/dotenv"
@@ -151,6 +152,13 @@ func TestComposeServices(t *testing.T) {
 		if s.Image != "" && !regexp.MustCompile(`^[a-z0-9./-]+:v?\d[\w.-]*$`).MatchString(s.Image) {
 			t.Errorf("service %s: image %q has no pinned version tag", s.Name, s.Image)
 		}
+		// Logs rotate, for every service.
+		if l := s.Logging; l == nil || l.Driver != "json-file" || l.Options["max-size"] == "" || l.Options["max-file"] == "" {
+			t.Errorf("service %s: logging %+v, want json-file with max-size and max-file", s.Name, s.Logging)
+		}
+	}
+	if len(p.Services) == 0 {
+		t.Fatal("no services to check")
 	}
 }
 
@@ -162,6 +170,10 @@ func TestComposeDatabase(t *testing.T) {
 	}
 	if db.Restart != types.RestartPolicyUnlessStopped {
 		t.Errorf("db restart %q, want unless-stopped", db.Restart)
+	}
+	// PostgreSQL's shutdown checkpoint, not the engine's 10 s SIGKILL.
+	if db.StopGracePeriod == nil || time.Duration(*db.StopGracePeriod) < 30*time.Second {
+		t.Errorf("db stop_grace_period %v, want at least 30s", db.StopGracePeriod)
 	}
 	if db.HealthCheck == nil || len(db.HealthCheck.Test) < 2 || db.HealthCheck.Test[1] != "pg_isready" {
 		t.Fatalf("db healthcheck %v, want pg_isready", db.HealthCheck)

@@ -12,10 +12,12 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -400,5 +402,39 @@ func TestNginxComposeUpstreamLoads(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 200 {
 		t.Fatalf("a static file through nginx with the compose upstream file: %d", resp.StatusCode)
+	}
+}
+
+// Under systemd nginx's stdout is the journal's socket, which a path like
+// /dev/stdout cannot open: nginx.conf must start that way (it
+// did not, and nginx stayed down after a reboot).
+func TestNginxStartsWithJournalSockets(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: nginx.conf's own log paths are under /var/log/nginx")
+	}
+	srv, err := nginx.Start(nginx.Options{
+		Conf:     "nginx.conf",
+		Upstream: "deploy/nginx-upstream-local.conf",
+		Assets:   "assets",
+		// The production log path, not the test's.
+		Replace: map[string]string{"access_log /var/log/nginx/access.log;": "access_log /var/log/nginx/access.log;"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Stop()
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	journal, peer := os.NewFile(uintptr(fds[0]), "journal"), os.NewFile(uintptr(fds[1]), "journal-peer")
+	defer journal.Close()
+	defer peer.Close()
+	bin, _ := nginx.Binary()
+	cmd := exec.Command(bin, "-t", "-c", srv.ConfPath)
+	var stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = journal, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("nginx -t with its stdout on a socket, as under systemd: %v\n%s", err, stderr.String())
 	}
 }

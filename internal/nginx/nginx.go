@@ -51,6 +51,7 @@ type Server struct {
 	Webroot  string // the ACME challenge folder
 	Logs     *Buffer
 	Process  *os.Process
+	ConfPath string // the configuration it runs
 
 	dirs   []string
 	exited chan error
@@ -132,6 +133,7 @@ func Start(opts Options) (_ *Server, err error) {
 			"/etc/letsencrypt/live/hitcounter/fullchain.pem": filepath.Join(certDir, "fullchain.pem"),
 			"/etc/letsencrypt/live/hitcounter/privkey.pem":   filepath.Join(certDir, "privkey.pem"),
 			"pid /var/run/nginx.pid;":                        "pid " + filepath.Join(dir, "nginx.pid") + ";",
+			"access_log /var/log/nginx/access.log;":          "access_log /dev/stdout;", // into Logs
 		}
 		maps.Copy(repl, opts.Replace)
 		conf, err := Conf(opts.Conf, repl)
@@ -139,6 +141,7 @@ func Start(opts Options) (_ *Server, err error) {
 			return nil, err
 		}
 		confPath := filepath.Join(dir, "nginx.conf")
+		s.ConfPath = confPath
 		if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
 			return nil, err
 		}

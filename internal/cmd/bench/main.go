@@ -224,7 +224,7 @@ func (b *bench) nginx(upstreams ...string) (target, func(), error) {
 		Replace: map[string]string{
 			"limit_req zone=hits burst=10 nodelay;": "# limit_req: off for the benchmark",
 			"limit_conn perip 32;":                  "# limit_conn: off for the benchmark",
-			"access_log /dev/stdout;":               "access_log off;",
+			"access_log /var/log/nginx/access.log;": "access_log off;",
 		},
 	})
 	if err != nil {
