@@ -5,7 +5,9 @@ package main
 // does. Registry images are local stand-ins with the same tags (no registry
 // is reachable here); the test says which.
 //
-// It runs with HITCOUNTER_COMPOSE_TEST=1 (`make test-compose`), as root.
+// It runs with HITCOUNTER_COMPOSE_TEST=1 (`make test` and `make
+// test-compose` set it), as root; its first run on a machine installs
+// docker.io and debootstrap and builds what it caches (about ten minutes).
 
 import (
 	"bufio"
@@ -36,7 +38,7 @@ type deployment struct {
 func startDeployment(t *testing.T) *deployment {
 	t.Helper()
 	if os.Getenv("HITCOUNTER_COMPOSE_TEST") != "1" {
-		t.Skip("the deployment test runs with HITCOUNTER_COMPOSE_TEST=1 (make test-compose): it starts a Docker Engine and builds images")
+		t.Skip("the deployment test runs with HITCOUNTER_COMPOSE_TEST=1 (make test, make test-compose): it starts a Docker Engine and builds images")
 	}
 	if os.Geteuid() != 0 {
 		t.Skip("the deployment test needs root: it starts a private Docker Engine")
