@@ -13,10 +13,18 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
+	"math/big"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -88,25 +96,129 @@ func startDeployment(t *testing.T) *deployment {
 		t.Fatal(err)
 	}
 	edited := regexp.MustCompile(`(?m)^POSTGRES_PASSWORD=.*$`).ReplaceAllString(string(env), "POSTGRES_PASSWORD=c0mposeTestPassw0rd")
-	edited = regexp.MustCompile(`(?m)^DOMAIN=.*$`).ReplaceAllString(edited, "DOMAIN=localhost")
+	edited = regexp.MustCompile(`(?m)^DOMAIN=.*$`).ReplaceAllString(edited, "DOMAIN="+testDomain)
+	edited = regexp.MustCompile(`(?m)^CERTBOT_STAGING=.*$`).ReplaceAllString(edited, "CERTBOT_STAGING=0")
+	edited = regexp.MustCompile(`(?m)^ACME_SERVER=.*$`).ReplaceAllString(edited, "ACME_SERVER=https://pebble:14000/dir")
 	if err := os.WriteFile(filepath.Join(d.dir, ".env"), []byte(edited), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	// Only the host ports differ from production: loopback, chosen by the engine.
-	override := "services:\n  nginx:\n    ports: !override\n      - \"127.0.0.1::80\"\n      - \"127.0.0.1::443\"\n"
-	if err := os.WriteFile(filepath.Join(d.dir, "compose.override.yaml"), []byte(override), 0o644); err != nil {
+	// Beside production: host ports on loopback, chosen by the engine; and
+	// for the certbot profile a real ACME CA, Pebble, which reaches nginx
+	// under the test's domain through Docker's DNS, and which certbot trusts.
+	if err := os.WriteFile(filepath.Join(d.dir, "compose.override.yaml"), []byte(composeOverride), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	writePebbleFiles(t, filepath.Join(d.dir, "pebble"))
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("docker compose logs:\n%s", d.composeMaybe("logs", "--no-color", "--tail", "50"))
 		}
-		d.composeMaybe("down", "-v", "--remove-orphans")
+		d.composeMaybe("--profile", "certbot", "down", "-v", "--remove-orphans")
 		if err := exec.Command("scripts/docker-stack", "stop").Run(); err != nil {
 			t.Errorf("stop the engine: %v", err)
 		}
 	})
 	return d
+}
+
+// testDomain is the deployment's DOMAIN: nginx's name on the compose
+// network, which Pebble validates over HTTP-01.
+const testDomain = "hits.test"
+
+const composeOverride = `services:
+  nginx:
+    ports: !override
+      - "127.0.0.1::80"
+      - "127.0.0.1::443"
+    networks:
+      default:
+        aliases: [` + testDomain + `]
+  certbot:
+    environment:
+      REQUESTS_CA_BUNDLE: /pebble/ca.pem
+    volumes:
+      - ./pebble:/pebble:ro
+    depends_on:
+      pebble:
+        condition: service_healthy
+  pebble:
+    image: hitcounter-test/pebble
+    profiles: [certbot]
+    command: ["-config", "/pebble/config.json"]
+    environment:
+      PEBBLE_VA_NOSLEEP: "1"
+      PEBBLE_WFE_NONCEREJECT: "0"
+    volumes:
+      - ./pebble:/pebble:ro
+    healthcheck:
+      test: ["CMD", "python3", "-c", "import socket; socket.create_connection(('127.0.0.1', 14000), 1)"]
+      interval: 1s
+      retries: 30
+`
+
+// writePebbleFiles writes Pebble's configuration and the certificate of its
+// ACME endpoint (for the name pebble), with the CA that certbot trusts.
+func writePebbleFiles(t *testing.T, dir string) {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA for Pebble's endpoint"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true, IsCA: true,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := x509.ParseCertificate(caDER)
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf := &x509.Certificate{
+		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "pebble"}, DNSNames: []string{"pebble"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, leaf, ca, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	config := `{"pebble": {"listenAddress": "0.0.0.0:14000", "managementListenAddress": "0.0.0.0:15000",
+  "certificate": "/pebble/cert.pem", "privateKey": "/pebble/key.pem", "httpPort": 80, "tlsPort": 443,
+  "ocspResponderURL": "", "externalAccountBindingRequired": false}}`
+	for name, b := range map[string][]byte{
+		"ca.pem":      pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}),
+		"cert.pem":    pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		"key.pem":     pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}),
+		"config.json": []byte(config),
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// servedCertificate is the leaf certificate nginx presents on 443.
+func servedCertificate(t *testing.T, hostPort string) *x509.Certificate {
+	t.Helper()
+	c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", hostPort,
+		&tls.Config{ServerName: testDomain, InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatalf("TLS to nginx: %v", err)
+	}
+	defer c.Close()
+	return c.ConnectionState().PeerCertificates[0]
 }
 
 // compose runs docker compose in the deployment's folder, bounded in time.
@@ -354,16 +466,56 @@ func TestDeploymentWithCompose(t *testing.T) {
 	}
 	t.Logf("two instances: %d clicks acknowledged and counted exactly (%d refused with 429 by nginx's limit); clicks per instance since start: %v", acked, refused, served)
 
+	// 6. The certbot profile against a real ACME CA (Pebble): the
+	// placeholder goes, nginx serves Pebble's certificate after a reload,
+	// and a forced renewal gives a new serial that nginx serves next.
+	d.compose("--profile", "certbot", "up", "-d", "--wait")
+	hostPort := strings.TrimPrefix(d.url("https", "443"), "https://")
+	placeholder := servedCertificate(t, hostPort)
+	took = d.waitFor(5*time.Minute, "certbot's certificate from Pebble", func() (bool, string) {
+		logs := d.composeMaybe("logs", "--no-color", "certbot")
+		return strings.Contains(logs, "ready in"), lastLines(logs, 5)
+	})
+	t.Logf("certbot had its certificate %s after it started", took.Round(time.Second))
+	d.compose("exec", "nginx", "nginx", "-s", "reload")
+	var issued *x509.Certificate
+	d.waitFor(30*time.Second, "nginx serving Pebble's certificate", func() (bool, string) {
+		issued = servedCertificate(t, hostPort)
+		return strings.Contains(issued.Issuer.CommonName, "Pebble"), issued.Issuer.CommonName
+	})
+	if placeholder.Issuer.CommonName == issued.Issuer.CommonName {
+		t.Errorf("the placeholder was issued by %q too", placeholder.Issuer.CommonName)
+	}
+	if err := issued.VerifyHostname(testDomain); err != nil {
+		t.Errorf("Pebble's certificate: %v", err)
+	}
+	t.Logf("nginx serves a certificate for %s issued by %q, serial %x", testDomain, issued.Issuer.CommonName, issued.SerialNumber)
+	renew := time.Now()
+	d.compose("exec", "certbot", "certbot", "renew", "--force-renewal", "--no-random-sleep-on-renew", "--non-interactive")
+	t.Logf("certbot renew --force-renewal took %s", time.Since(renew).Round(time.Second))
+	d.compose("exec", "nginx", "nginx", "-s", "reload")
+	d.waitFor(30*time.Second, "nginx serving the renewed certificate", func() (bool, string) {
+		renewed := servedCertificate(t, hostPort)
+		return renewed.SerialNumber.Cmp(issued.SerialNumber) != 0 && strings.Contains(renewed.Issuer.CommonName, "Pebble"),
+			fmt.Sprintf("serial %x", renewed.SerialNumber)
+	})
+	t.Log("after a forced renewal and a reload, nginx serves a new serial")
+
 	// 7. down and up keep the count; down -v removes it.
-	d.compose("down")
+	d.compose("--profile", "certbot", "down")
 	d.compose("up", "-d", "--wait")
 	_, body, _ = fetch("GET", d.url("https", "443")+"/count")
 	if got := countOf(t, body); got != before+int64(acked) {
 		t.Errorf("after down and up the count is %d, want %d", got, before+int64(acked))
 	}
-	d.compose("down", "-v")
+	d.compose("--profile", "certbot", "down", "-v")
 	if out := d.docker("volume", "ls", "-q", "--filter", "label=com.docker.compose.project=hitcounter"); strings.TrimSpace(out) != "" {
 		t.Errorf("volumes left after down -v: %s", out)
 	}
 	t.Logf("the deployment test took %s", time.Since(began).Round(time.Second))
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }

@@ -8,7 +8,9 @@
 # for the first one, `docker compose exec nginx nginx -s reload` is quicker.
 #
 # Environment (from .env): DOMAIN, EMAIL, CERTBOT_STAGING (1: Let's Encrypt's
-# staging CA, whose certificates browsers do not trust; 0: real ones).
+# staging CA, whose certificates browsers do not trust; 0: real ones), and
+# ACME_SERVER: the directory URL of another ACME CA instead of Let's Encrypt
+# (e.g. a company CA, or Pebble in the deployment test).
 # POSIX sh: runs in the certbot/certbot image (Alpine).
 set -eu
 
@@ -25,6 +27,20 @@ case ${CERTBOT_STAGING:-0} in
 0 | false | no | '') staging=0 ;;
 *)
 	echo "certbot: CERTBOT_STAGING must be 1 or 0, not '$CERTBOT_STAGING'" >&2
+	exit 1
+	;;
+esac
+server=${ACME_SERVER:-}
+case $server in
+'') ;;
+https://*)
+	if [ "$staging" = 1 ]; then
+		echo "certbot: set either ACME_SERVER or CERTBOT_STAGING=1, not both" >&2
+		exit 1
+	fi
+	;;
+*)
+	echo "certbot: ACME_SERVER must be an https:// ACME directory URL, not '$server'" >&2
 	exit 1
 	;;
 esac
@@ -62,6 +78,8 @@ clear_stand_in() {
 obtain() {
 	if [ "$staging" = 1 ]; then
 		set -- --staging
+	elif [ -n "$server" ]; then
+		set -- --server "$server"
 	else
 		set --
 	fi
