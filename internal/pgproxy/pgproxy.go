@@ -524,7 +524,8 @@ func readTyped(r *bufio.Reader, buf []byte) ([]byte, error) {
 }
 
 // isWrite reports whether a query text starts with insert, update or
-// delete, after leading space (a comment first is not recognised).
+// delete, after leading space. A comment first, or a write inside WITH, is
+// not recognised: the store's writes are plain statements.
 func isWrite(query []byte) bool {
 	q := bytes.TrimSpace(bytes.TrimRight(query, "\x00"))
 	for _, verb := range []string{"insert", "update", "delete"} {

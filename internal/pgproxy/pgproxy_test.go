@@ -395,3 +395,26 @@ func TestIsCommit(t *testing.T) {
 		}
 	}
 }
+
+// A write is what a Sync commits in an implicit transaction.
+func TestIsWrite(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		query string
+		want  bool
+	}{
+		{"update counters set hits = hits + $2 where name = $1\x00", true},
+		{"  INSERT INTO t values (1)\x00", true},
+		{"delete\nfrom t\x00", true},
+		{"select hits from counters\x00", false},
+		{"updated\x00", false},
+		{"update\x00", false},
+		{"with x as (update t set a = 1) select 1\x00", false}, // not recognised, documented
+		{"\x00", false},
+	}
+	for _, tt := range tests {
+		if got := isWrite([]byte(tt.query)); got != tt.want {
+			t.Errorf("isWrite(%q): got %v, want %v", tt.query, got, tt.want)
+		}
+	}
+}
