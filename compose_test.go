@@ -129,24 +129,18 @@ func TestComposeServices(t *testing.T) {
 	if p.Name != "hitcounter" {
 		t.Errorf("project name %q, want hitcounter (named volumes are hitcounter_*)", p.Name)
 	}
-	if got, want := sortedNames(p), []string{"db", "migrate", "nginx", "tls-bootstrap", "web"}; !slices.Equal(got, want) {
+	// Everything, certbot included, starts with a plain `up`: a profile
+	// let `up`, `ps` and `down` without it leave renewals stopped or
+	// certbot running unseen.
+	if got, want := sortedNames(p), []string{"certbot", "db", "migrate", "nginx", "tls-bootstrap", "web"}; !slices.Equal(got, want) {
 		t.Errorf("services started by default %v, want %v", got, want)
 	}
-	if _, ok := p.DisabledServices["certbot"]; !ok || len(p.DisabledServices) != 1 {
-		t.Errorf("services off by default %v, want only certbot", p.DisabledServices)
-	}
-
-	p = mustLoadCompose(t, exampleEnv(t), "certbot")
-	if got, want := sortedNames(p), []string{"certbot", "db", "migrate", "nginx", "tls-bootstrap", "web"}; !slices.Equal(got, want) {
-		t.Errorf("services with the certbot profile %v, want %v", got, want)
+	if len(p.DisabledServices) != 0 {
+		t.Errorf("services off by default %v, want none", p.DisabledServices)
 	}
 	for _, s := range p.Services {
-		want := []string(nil)
-		if s.Name == "certbot" {
-			want = []string{"certbot"}
-		}
-		if !slices.Equal(s.Profiles, want) {
-			t.Errorf("service %s has profiles %v, want %v", s.Name, s.Profiles, want)
+		if len(s.Profiles) != 0 {
+			t.Errorf("service %s has profiles %v, want none", s.Name, s.Profiles)
 		}
 		// Pinned images: a tag with a version, never latest.
 		if s.Image != "" && !regexp.MustCompile(`^[a-z0-9./-]+:v?\d[\w.-]*$`).MatchString(s.Image) {
@@ -290,7 +284,7 @@ func TestComposeWeb(t *testing.T) {
 }
 
 func TestComposeNginx(t *testing.T) {
-	p := mustLoadCompose(t, exampleEnv(t), "certbot")
+	p := mustLoadCompose(t, exampleEnv(t))
 	ngx := service(t, p, "nginx")
 	if !strings.HasPrefix(ngx.Image, "nginx:") {
 		t.Errorf("nginx image %q, want the official nginx", ngx.Image)
@@ -345,7 +339,7 @@ func TestComposeNginx(t *testing.T) {
 
 func TestComposeCertificates(t *testing.T) {
 	env := exampleEnv(t)
-	p := mustLoadCompose(t, env, "certbot")
+	p := mustLoadCompose(t, env)
 	bootstrap := service(t, p, "tls-bootstrap")
 	certbot := service(t, p, "certbot")
 	if bootstrap.Image != certbot.Image || !strings.HasPrefix(certbot.Image, "certbot/certbot:v") {
@@ -384,7 +378,7 @@ func TestComposeCertificates(t *testing.T) {
 // Every file or folder that compose.yaml mounts from the repository exists
 // (nginx.conf, assets, deploy), and so does the build context.
 func TestComposeMountedFilesExist(t *testing.T) {
-	p := mustLoadCompose(t, exampleEnv(t), "certbot")
+	p := mustLoadCompose(t, exampleEnv(t))
 	for _, s := range p.Services {
 		for _, v := range s.Volumes {
 			if v.Type != types.VolumeTypeBind {
@@ -444,7 +438,7 @@ func TestComposePasswordOnlyFromEnv(t *testing.T) {
 	b := make([]byte, 16)
 	_, _ = rand.Read(b)
 	env["POSTGRES_PASSWORD"] = hex.EncodeToString(b)
-	p := mustLoadCompose(t, env, "certbot")
+	p := mustLoadCompose(t, env)
 	if got := environment(service(t, p, "db"))["POSTGRES_PASSWORD"]; got != env["POSTGRES_PASSWORD"] {
 		t.Errorf("db POSTGRES_PASSWORD %q, want .env's %q", got, env["POSTGRES_PASSWORD"])
 	}

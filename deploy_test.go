@@ -103,8 +103,8 @@ func startDeployment(t *testing.T) *deployment {
 		t.Fatal(err)
 	}
 	// Beside production: host ports on loopback, chosen by the engine; and
-	// for the certbot profile a real ACME CA, Pebble, which reaches nginx
-	// under the test's domain through Docker's DNS, and which certbot trusts.
+	// a real ACME CA for certbot, Pebble, which reaches nginx under the
+	// test's domain through Docker's DNS, and which certbot trusts.
 	if err := os.WriteFile(filepath.Join(d.dir, "compose.override.yaml"), []byte(composeOverride), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -113,7 +113,7 @@ func startDeployment(t *testing.T) *deployment {
 		if t.Failed() {
 			t.Logf("docker compose logs:\n%s", d.composeMaybe("logs", "--no-color", "--tail", "50"))
 		}
-		d.composeMaybe("--profile", "certbot", "down", "-v", "--remove-orphans")
+		d.composeMaybe("down", "-v", "--remove-orphans")
 		if err := exec.Command("scripts/docker-stack", "stop").Run(); err != nil {
 			t.Errorf("stop the engine: %v", err)
 		}
@@ -143,7 +143,6 @@ const composeOverride = `services:
         condition: service_healthy
   pebble:
     image: hitcounter-test/pebble
-    profiles: [certbot]
     command: ["-config", "/pebble/config.json"]
     environment:
       PEBBLE_VA_NOSLEEP: "1"
@@ -354,8 +353,8 @@ func TestDeploymentWithCompose(t *testing.T) {
 	if len(ps["nginx"]) != 1 || ps["nginx"][0].State != "running" {
 		t.Errorf("nginx: %+v, want running", ps["nginx"])
 	}
-	if _, ok := ps["certbot"]; ok {
-		t.Errorf("certbot runs without its profile: %+v", ps["certbot"])
+	if len(ps["certbot"]) != 1 || ps["certbot"][0].State != "running" {
+		t.Errorf("certbot: %+v, want running (it renews)", ps["certbot"])
 	}
 
 	https := d.url("https", "443")
@@ -466,17 +465,15 @@ func TestDeploymentWithCompose(t *testing.T) {
 	}
 	t.Logf("two instances: %d clicks acknowledged and counted exactly (%d refused with 429 by nginx's limit); clicks per instance since start: %v", acked, refused, served)
 
-	// 6. The certbot profile against a real ACME CA (Pebble): the
-	// placeholder goes, nginx serves Pebble's certificate after a reload,
-	// and a forced renewal gives a new serial that nginx serves next.
-	d.compose("--profile", "certbot", "up", "-d", "--wait")
+	// 6. certbot, started with the stack, against a real ACME CA (Pebble):
+	// the placeholder goes, nginx serves Pebble's certificate after a
+	// reload, and a forced renewal gives a new serial that nginx serves next.
 	hostPort := strings.TrimPrefix(d.url("https", "443"), "https://")
 	placeholder := servedCertificate(t, hostPort)
-	took = d.waitFor(5*time.Minute, "certbot's certificate from Pebble", func() (bool, string) {
+	d.waitFor(5*time.Minute, "certbot's certificate from Pebble", func() (bool, string) {
 		logs := d.composeMaybe("logs", "--no-color", "certbot")
 		return strings.Contains(logs, "ready in"), lastLines(logs, 5)
 	})
-	t.Logf("certbot had its certificate %s after it started", took.Round(time.Second))
 	d.compose("exec", "nginx", "nginx", "-s", "reload")
 	var issued *x509.Certificate
 	d.waitFor(30*time.Second, "nginx serving Pebble's certificate", func() (bool, string) {
@@ -502,13 +499,16 @@ func TestDeploymentWithCompose(t *testing.T) {
 	t.Log("after a forced renewal and a reload, nginx serves a new serial")
 
 	// 7. down and up keep the count; down -v removes it.
-	d.compose("--profile", "certbot", "down")
+	d.compose("down")
+	if out := d.compose("ps", "-a", "-q"); strings.TrimSpace(out) != "" {
+		t.Errorf("containers left after down: %s", out)
+	}
 	d.compose("up", "-d", "--wait")
 	_, body, _ = fetch("GET", d.url("https", "443")+"/count")
 	if got := countOf(t, body); got != before+int64(acked) {
 		t.Errorf("after down and up the count is %d, want %d", got, before+int64(acked))
 	}
-	d.compose("--profile", "certbot", "down", "-v")
+	d.compose("down", "-v")
 	if out := d.docker("volume", "ls", "-q", "--filter", "label=com.docker.compose.project=hitcounter"); strings.TrimSpace(out) != "" {
 		t.Errorf("volumes left after down -v: %s", out)
 	}

@@ -1,6 +1,9 @@
 #!/bin/sh
 # certbot: get the Let's Encrypt certificate "hitcounter" for $DOMAIN, then
-# renew it every 12 hours (compose service "certbot", profile "certbot").
+# renew it every 12 hours (compose service "certbot", always part of the
+# stack, so that no compose command can leave renewals stopped by mistake).
+# Without a DOMAIN it only says so and waits: nginx keeps the self-signed
+# placeholder.
 #
 # The challenge goes through nginx: certbot writes into the webroot volume,
 # which nginx serves at /.well-known/acme-challenge/ on port 80. nginx
@@ -14,7 +17,17 @@
 # POSIX sh: runs in the certbot/certbot image (Alpine).
 set -eu
 
-: "${DOMAIN:?set DOMAIN in .env: the public DNS name of this server}"
+# `sleep & wait`, so that `docker compose stop` ends a sleep at once.
+trap 'exit 0' TERM INT
+pause() {
+	sleep "$1" &
+	wait $!
+}
+
+if [ -z "${DOMAIN:-}" ]; then
+	echo "certbot: no DOMAIN in .env: no certificate is requested, nginx serves the self-signed placeholder"
+	while :; do pause 24h; done
+fi
 : "${EMAIL:?set EMAIL in .env: the contact address for the certificate}"
 case $DOMAIN in
 *[!A-Za-z0-9.-]* | .* | *..*)
@@ -51,13 +64,6 @@ live=$le/live/$name
 renewal=$le/renewal/$name.conf
 webroot=/var/www/certbot
 here=$(dirname "$0")
-
-# `sleep & wait`, so that `docker compose stop` ends a sleep at once.
-trap 'exit 0' TERM INT
-pause() {
-	sleep "$1" &
-	wait $!
-}
 
 # certbot creates the lineage "hitcounter" only where none is: clear away
 # tls-bootstrap's placeholder, and a staging certificate once staging is off.
