@@ -362,6 +362,25 @@ func TestNginxInFront(t *testing.T) {
 		}
 	})
 
+	t.Run("HTTP/2 over TLS, and IPv6 as well as IPv4", func(t *testing.T) {
+		h2 := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+			TLSClientConfig:   &tls.Config{RootCAs: p.ca, MinVersion: tls.VersionTLS12},
+			ForceAttemptHTTP2: true,
+		}}
+		v6 := strings.Replace(p.httpsURL, "127.0.0.1", "[::1]", 1)
+		for _, base := range []string{p.httpsURL, v6} {
+			r := send(t, h2, "GET", base+"/", nil, nil)
+			if r.StatusCode != 200 || r.ProtoMajor != 2 || countOf(t, r.body) < 1 {
+				t.Errorf("GET %s/: %d over %s, want 200 over HTTP/2 with the count", base, r.StatusCode, r.Proto)
+			}
+		}
+		plain := &http.Client{Timeout: 10 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		r := send(t, plain, "GET", strings.Replace(p.httpURL, "127.0.0.1", "[::1]", 1)+"/x", nil, nil)
+		if r.StatusCode != 301 {
+			t.Errorf("HTTP on [::1]: %d, want the 301 to HTTPS", r.StatusCode)
+		}
+	})
+
 	t.Run("TLS 1.2 and 1.3 only, with HSTS", func(t *testing.T) {
 		r := send(t, c, "GET", p.httpsURL+"/healthz", nil, nil)
 		if r.TLS == nil || r.TLS.Version < tls.VersionTLS12 {

@@ -125,8 +125,10 @@ func Start(opts Options) (_ *Server, err error) {
 			return nil, err
 		}
 		repl := map[string]string{
-			"listen 80 default_server":                       fmt.Sprintf("listen 127.0.0.1:%d default_server", httpPort),
-			"listen 443 ssl default_server":                  fmt.Sprintf("listen 127.0.0.1:%d ssl default_server", httpsPort),
+			"listen 80 default_server;":                      fmt.Sprintf("listen 127.0.0.1:%d default_server;", httpPort),
+			"listen [::]:80 default_server;":                 fmt.Sprintf("listen [::1]:%d default_server;", httpPort),
+			"listen 443 ssl http2 default_server;":           fmt.Sprintf("listen 127.0.0.1:%d ssl http2 default_server;", httpsPort),
+			"listen [::]:443 ssl http2 default_server;":      fmt.Sprintf("listen [::1]:%d ssl http2 default_server;", httpsPort),
 			"include /etc/nginx/hitcounter-upstream.conf;":   "include " + upstreamPath + ";",
 			"/srv/hitcounter/assets/":                        assets + "/",
 			"/var/www/certbot":                               s.Webroot,
@@ -249,7 +251,7 @@ func twoFreePorts() (int, int, error) {
 	return ports[0], ports[1], nil
 }
 
-// selfSignedCert writes a certificate pair for localhost and 127.0.0.1,
+// selfSignedCert writes a certificate pair for localhost, 127.0.0.1 and ::1,
 // named as certbot names them, and returns a pool that trusts it.
 func selfSignedCert(dir string) (*x509.CertPool, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -260,7 +262,7 @@ func selfSignedCert(dir string) (*x509.CertPool, error) {
 		SerialNumber:          big.NewInt(1),
 		Subject:               pkix.Name{CommonName: "localhost"},
 		DNSNames:              []string{"localhost"},
-		IPAddresses:           []net.IP{net.ParseIP("127.0.0.1")},
+		IPAddresses:           []net.IP{net.ParseIP("127.0.0.1"), net.IPv6loopback},
 		NotBefore:             time.Now().Add(-time.Hour),
 		NotAfter:              time.Now().Add(24 * time.Hour),
 		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
