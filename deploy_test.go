@@ -117,8 +117,37 @@ func startDeployment(t *testing.T) *deployment {
 		if err := exec.Command("scripts/docker-stack", "stop").Run(); err != nil {
 			t.Errorf("stop the engine: %v", err)
 		}
+		version := exec.Command("docker", "version")
+		version.Env = append(os.Environ(), d.env...)
+		if version.Run() == nil {
+			t.Error("the private engine still answers after scripts/docker-stack stop")
+		}
 	})
 	return d
+}
+
+// The operator's commands that the test runs, as the README's Deploy
+// section lists them (TestREADMEListsTheDeployCommands holds them there).
+const (
+	cmdUp          = "docker compose up -d --wait"
+	cmdPs          = "docker compose ps -a"
+	cmdLogsWeb     = "docker compose logs web"
+	cmdEnv         = "docker compose exec web env"
+	cmdStopDB      = "docker compose stop db"
+	cmdStartDB     = "docker compose start db"
+	cmdRecreateWeb = "docker compose up -d --force-recreate web"
+	cmdScaleWeb    = "docker compose up -d --wait --scale web=2"
+	cmdRenew       = "docker compose exec certbot certbot renew --force-renewal --no-random-sleep-on-renew"
+	cmdReload      = "docker compose exec nginx nginx -s reload"
+	cmdDown        = "docker compose down"
+)
+
+var deployCommands = []string{cmdUp, cmdPs, cmdLogsWeb, cmdEnv, cmdStopDB, cmdStartDB, cmdRecreateWeb, cmdScaleWeb, cmdRenew, cmdReload, cmdDown}
+
+// op runs one of the operator's commands, with extra arguments.
+func (d *deployment) op(cmd string, extra ...string) string {
+	d.t.Helper()
+	return d.compose(append(strings.Fields(strings.TrimPrefix(cmd, "docker compose ")), extra...)...)
 }
 
 // testDomain is the deployment's DOMAIN: nginx's name on the compose
@@ -275,7 +304,7 @@ type composeService struct {
 
 func (d *deployment) ps() map[string][]composeService {
 	d.t.Helper()
-	out := d.compose("ps", "-a", "--format", "json")
+	out := d.op(cmdPs, "--format", "json")
 	all := map[string][]composeService{}
 	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
 		var s composeService
@@ -335,7 +364,7 @@ func TestDeploymentWithCompose(t *testing.T) {
 
 	// 1. up: db healthy → migrate exits 0 → web healthy → nginx.
 	up := time.Now()
-	d.compose("up", "-d", "--wait")
+	d.op(cmdUp)
 	t.Logf("docker compose up -d --wait: %s (images built)", time.Since(up).Round(time.Second))
 
 	// 2. What ps shows, the page, a click, the redirect, exec env.
@@ -376,7 +405,7 @@ func TestDeploymentWithCompose(t *testing.T) {
 	if resp.StatusCode != 301 || !strings.HasPrefix(resp.Header.Get("Location"), "https://") {
 		t.Errorf("HTTP: %d to %q, want 301 to https://", resp.StatusCode, resp.Header.Get("Location"))
 	}
-	env := d.compose("exec", "web", "env")
+	env := d.op(cmdEnv)
 	for _, want := range []string{"ADDR=:8000", "LOG_FORMAT=json", "CLIENT_IP_HEADER=X-Real-IP", "DATABASE_URL=postgres://"} {
 		if !strings.Contains(env, want) {
 			t.Errorf("docker compose exec web env lacks %s:\n%s", want, env)
@@ -385,18 +414,18 @@ func TestDeploymentWithCompose(t *testing.T) {
 
 	// 3. The database stops: the page says so, the log shows the retries
 	// and the failure; it starts again: the page recovers by itself.
-	d.compose("stop", "db")
+	d.op(cmdStopDB)
 	d.waitFor(30*time.Second, "the page saying the counter is unavailable", func() (bool, string) {
 		status, body, err := fetch("GET", https+"/")
 		return status == 503 && strings.Contains(body, "Counter unavailable"), fmt.Sprint(status, err)
 	})
-	logs := d.compose("logs", "--no-color", "web")
+	logs := d.op(cmdLogsWeb, "--no-color")
 	for _, want := range []string{`"msg":"db retry"`, `"msg":"db transaction failed"`} {
 		if !strings.Contains(logs, want) {
 			t.Errorf("docker compose logs web lacks %s", want)
 		}
 	}
-	d.compose("start", "db")
+	d.op(cmdStartDB)
 	took := d.waitFor(60*time.Second, "the page back after the database started", func() (bool, string) {
 		status, _, err := fetch("GET", https+"/count")
 		return status == 200, fmt.Sprint(status, err)
@@ -417,7 +446,7 @@ func TestDeploymentWithCompose(t *testing.T) {
 	})
 	restarts := strings.TrimSpace(d.docker("inspect", "-f", "{{.RestartCount}}", web))
 	t.Logf("after web crashed, the engine restarted it (restarts: %s) and nginx served the page again in %s", restarts, took.Round(time.Millisecond))
-	d.compose("up", "-d", "--force-recreate", "--wait", "web")
+	d.op(cmdRecreateWeb)
 	took = d.waitFor(30*time.Second, "nginx reaching the recreated web", func() (bool, string) {
 		status, _, err := fetch("GET", https+"/count")
 		return status == 200, fmt.Sprint(status, err)
@@ -425,7 +454,7 @@ func TestDeploymentWithCompose(t *testing.T) {
 	t.Logf("after --force-recreate web, nginx served the page again in %s", took.Round(time.Millisecond))
 
 	// 5. Two instances: clicks through nginx stay exact, both serve.
-	d.compose("up", "-d", "--wait", "--scale", "web=2")
+	d.op(cmdScaleWeb)
 	if got := len(d.ps()["web"]); got != 2 {
 		t.Fatalf("%d web containers after --scale web=2", got)
 	}
@@ -451,7 +480,7 @@ func TestDeploymentWithCompose(t *testing.T) {
 			time.Sleep(150 * time.Millisecond)
 		}
 		clear(served)
-		sc := bufio.NewScanner(strings.NewReader(d.compose("logs", "--no-color", "web")))
+		sc := bufio.NewScanner(strings.NewReader(d.op(cmdLogsWeb, "--no-color")))
 		for sc.Scan() {
 			if name, line, ok := strings.Cut(sc.Text(), "|"); ok && strings.Contains(line, `"path":"/hit"`) && strings.Contains(line, `"status":200`) {
 				served[strings.TrimSpace(name)]++
@@ -474,7 +503,7 @@ func TestDeploymentWithCompose(t *testing.T) {
 		logs := d.composeMaybe("logs", "--no-color", "certbot")
 		return strings.Contains(logs, "ready in"), lastLines(logs, 5)
 	})
-	d.compose("exec", "nginx", "nginx", "-s", "reload")
+	d.op(cmdReload)
 	var issued *x509.Certificate
 	d.waitFor(30*time.Second, "nginx serving Pebble's certificate", func() (bool, string) {
 		issued = servedCertificate(t, hostPort)
@@ -488,9 +517,9 @@ func TestDeploymentWithCompose(t *testing.T) {
 	}
 	t.Logf("nginx serves a certificate for %s issued by %q, serial %x", testDomain, issued.Issuer.CommonName, issued.SerialNumber)
 	renew := time.Now()
-	d.compose("exec", "certbot", "certbot", "renew", "--force-renewal", "--no-random-sleep-on-renew", "--non-interactive")
+	d.op(cmdRenew, "--non-interactive")
 	t.Logf("certbot renew --force-renewal took %s", time.Since(renew).Round(time.Second))
-	d.compose("exec", "nginx", "nginx", "-s", "reload")
+	d.op(cmdReload)
 	d.waitFor(30*time.Second, "nginx serving the renewed certificate", func() (bool, string) {
 		renewed := servedCertificate(t, hostPort)
 		return renewed.SerialNumber.Cmp(issued.SerialNumber) != 0 && strings.Contains(renewed.Issuer.CommonName, "Pebble"),
@@ -499,16 +528,16 @@ func TestDeploymentWithCompose(t *testing.T) {
 	t.Log("after a forced renewal and a reload, nginx serves a new serial")
 
 	// 7. down and up keep the count; down -v removes it.
-	d.compose("down")
-	if out := d.compose("ps", "-a", "-q"); strings.TrimSpace(out) != "" {
+	d.op(cmdDown)
+	if out := d.op(cmdPs, "-q"); strings.TrimSpace(out) != "" {
 		t.Errorf("containers left after down: %s", out)
 	}
-	d.compose("up", "-d", "--wait")
+	d.op(cmdUp)
 	_, body, _ = fetch("GET", d.url("https", "443")+"/count")
 	if got := countOf(t, body); got != before+int64(acked) {
 		t.Errorf("after down and up the count is %d, want %d", got, before+int64(acked))
 	}
-	d.compose("down", "-v")
+	d.op(cmdDown, "-v")
 	if out := d.docker("volume", "ls", "-q", "--filter", "label=com.docker.compose.project=hitcounter"); strings.TrimSpace(out) != "" {
 		t.Errorf("volumes left after down -v: %s", out)
 	}
@@ -518,4 +547,22 @@ func TestDeploymentWithCompose(t *testing.T) {
 func lastLines(s string, n int) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
 	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
+
+// The README's Deploy section lists every command the deployment test runs.
+func TestREADMEListsTheDeployCommands(t *testing.T) {
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, deploy, _ := strings.Cut(string(readme), "\n## Deploy")
+	deploy, _, _ = strings.Cut(deploy, "\n## ")
+	if len(deployCommands) == 0 || deploy == "" {
+		t.Fatal("no commands, or no Deploy section")
+	}
+	for _, cmd := range deployCommands {
+		if !strings.Contains(deploy, cmd) {
+			t.Errorf("the README's Deploy section lacks %q", cmd)
+		}
+	}
 }
