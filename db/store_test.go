@@ -251,12 +251,7 @@ func BenchmarkCount(b *testing.B) {
 func BenchmarkWrite(b *testing.B) {
 	dbURL := testdb.NewMigrated(b)
 	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, dbURL)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	const update = `update counters set hits = hits + $2, updated_at = now() where name = $1 returning hits, version`
+	conn := connect(b, dbURL)
 	var hits, version int64
 	forms := []struct {
 		name  string
@@ -267,7 +262,7 @@ func BenchmarkWrite(b *testing.B) {
 			if err != nil {
 				return err
 			}
-			if err := tx.QueryRow(ctx, update, "main", 1).Scan(&hits, &version); err != nil {
+			if err := tx.QueryRow(ctx, incrementSQL, "main", 1).Scan(&hits, &version); err != nil {
 				_ = tx.Rollback(ctx)
 				return err
 			}
@@ -276,18 +271,18 @@ func BenchmarkWrite(b *testing.B) {
 		{"pipelined transaction", func() error {
 			batch := &pgx.Batch{}
 			batch.Queue("begin")
-			batch.Queue(update, "main", 1).QueryRow(func(r pgx.Row) error { return r.Scan(&hits, &version) })
+			batch.Queue(incrementSQL, "main", 1).QueryRow(func(r pgx.Row) error { return r.Scan(&hits, &version) })
 			batch.Queue("commit")
 			return conn.SendBatch(ctx, batch).Close()
 		}},
 		{"statement", func() error {
-			return conn.QueryRow(ctx, update, "main", 1).Scan(&hits, &version)
+			return conn.QueryRow(ctx, incrementSQL, "main", 1).Scan(&hits, &version)
 		}},
 		{"ping and statement", func() error {
 			if err := conn.Ping(ctx); err != nil {
 				return err
 			}
-			return conn.QueryRow(ctx, update, "main", 1).Scan(&hits, &version)
+			return conn.QueryRow(ctx, incrementSQL, "main", 1).Scan(&hits, &version)
 		}},
 	}
 	for _, f := range forms {
