@@ -7,8 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/hitcounter/hitcounter/internal/pgproxy"
 	"github.com/hitcounter/hitcounter/internal/testdb"
 )
@@ -119,10 +117,7 @@ func TestLoneIncrementsGoStraightThrough(t *testing.T) {
 func lockCounter(t *testing.T, dbURL string) (release func()) {
 	t.Helper()
 	ctx := testCtx(t)
-	conn, err := pgx.Connect(ctx, dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn := connect(t, dbURL)
 	tx, err := conn.Begin(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -145,11 +140,8 @@ func lockCounter(t *testing.T, dbURL string) (release func()) {
 func waitBlocked(t *testing.T, dbURL string, n int) {
 	t.Helper()
 	ctx := testCtx(t)
-	conn, err := pgx.Connect(ctx, dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
+	conn := connect(t, dbURL)
+	defer conn.Close(ctx) // now, not when the test ends
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		var got int

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // fastPolicy retries quickly and without jitter, so waits are exact.
@@ -131,3 +133,16 @@ func testCtx(t testing.TB) context.Context {
 }
 
 func discard() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// connect opens a connection of the test's own to dbURL, closed when t ends.
+func connect(t testing.TB, dbURL string) *pgx.Conn {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return conn
+}

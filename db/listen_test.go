@@ -6,8 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/hitcounter/hitcounter/internal/pgproxy"
 	"github.com/hitcounter/hitcounter/internal/testdb"
 )
@@ -51,11 +49,8 @@ func waitCount(t *testing.T, s *Store, want int64) time.Duration {
 func execSQL(t *testing.T, dbURL, sql string) {
 	t.Helper()
 	ctx := testCtx(t)
-	conn, err := pgx.Connect(ctx, dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
+	conn := connect(t, dbURL)
+	defer conn.Close(ctx) // now, not when the test ends
 	if _, err := conn.Exec(ctx, sql); err != nil {
 		t.Fatalf("%s: %v", sql, err)
 	}
