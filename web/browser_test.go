@@ -109,21 +109,7 @@ func TestBrowserSeesOtherVisitorsHits(t *testing.T) {
 	tab.waitHTMXReady()
 	tab.setMarker()
 
-	// Another visitor clicks +1 with JavaScript off: a plain form post.
-	client := &http.Client{
-		Timeout:       browserWaitTimeout,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
-	resp, err := client.PostForm(a.URL+"/hit", url.Values{})
-	if err != nil {
-		t.Fatalf("POST /hit from another client: %v", err)
-	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/?counted" {
-		t.Fatalf("POST /hit from another client: %s, Location %q; want 303 to /?counted",
-			resp.Status, resp.Header.Get("Location"))
-	}
+	a.otherVisitorClicks(t)
 
 	start := time.Now()
 	tab.waitCount(n+1, 10*browserPollInterval)
@@ -157,11 +143,7 @@ func TestBrowserPollsRevalidate(t *testing.T) {
 
 	// Another visitor's click changes the count: the next poll gets a 200
 	// with the new fragment, and 304s resume after it.
-	resp, err := http.PostForm(a.URL+"/hit", url.Values{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
+	a.otherVisitorClicks(t)
 	tab.waitCount(n+1, 10*browserPollInterval)
 	after := a.notModified.Load()
 	tab.waitFor(20*browserPollInterval, "304s again after the change", func(context.Context) (bool, string) {
@@ -421,6 +403,26 @@ func startBrowserAppOn(t *testing.T, storeURL, dbURL string) *browserApp {
 	t.Cleanup(srv.Close) // runs before store.Close: no request outlives the store
 	a.URL = srv.URL
 	return a
+}
+
+// otherVisitorClicks is another visitor's +1 with JavaScript off: a plain
+// form post, answered with the redirect to /?counted (not followed).
+func (a *browserApp) otherVisitorClicks(t *testing.T) {
+	t.Helper()
+	client := &http.Client{
+		Timeout:       browserWaitTimeout,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	resp, err := client.PostForm(a.URL+"/hit", url.Values{})
+	if err != nil {
+		t.Fatalf("POST /hit from another client: %v", err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/?counted" {
+		t.Fatalf("POST /hit from another client: %s, Location %q; want 303 to /?counted",
+			resp.Status, resp.Header.Get("Location"))
+	}
 }
 
 // --- the browser ---
