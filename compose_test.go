@@ -43,9 +43,8 @@ func exampleEnv(t *testing.T) map[string]string {
 }
 
 // loadCompose loads compose.yaml as `docker compose` would with env as its
-// .env (and no other variables), with the profiles given or else those of
-// COMPOSE_PROFILES.
-func loadCompose(t *testing.T, env map[string]string, profiles ...string) (*types.Project, error) {
+// .env (and no other variables).
+func loadCompose(t *testing.T, env map[string]string) (*types.Project, error) {
 	t.Helper()
 	wd, err := os.Getwd()
 	if err != nil {
@@ -58,7 +57,6 @@ func loadCompose(t *testing.T, env map[string]string, profiles ...string) (*type
 	opts, err := cli.NewProjectOptions([]string{"compose.yaml"},
 		cli.WithWorkingDirectory(wd),
 		cli.WithEnv(vars),
-		cli.WithDefaultProfiles(profiles...),
 	)
 	if err != nil {
 		t.Fatal(err)
@@ -66,9 +64,9 @@ func loadCompose(t *testing.T, env map[string]string, profiles ...string) (*type
 	return opts.LoadProject(context.Background())
 }
 
-func mustLoadCompose(t *testing.T, env map[string]string, profiles ...string) *types.Project {
+func mustLoadCompose(t *testing.T, env map[string]string) *types.Project {
 	t.Helper()
-	p, err := loadCompose(t, env, profiles...)
+	p, err := loadCompose(t, env)
 	if err != nil {
 		t.Fatalf("load compose.yaml: %v", err)
 	}
