@@ -16,7 +16,7 @@ import (
 // Nothing is counted in memory: every caller is answered after its batch's
 // statement has committed, or with the batch's error.
 type batcher struct {
-	write     func(ctx context.Context, name string, n int) (int64, error)
+	write     func(ctx context.Context, name string, hits []Hit) ([]Counts, error)
 	maxBatch  int
 	maxQueued int
 
@@ -29,29 +29,30 @@ type queue struct {
 }
 
 type waiter struct {
+	hit      Hit
 	deadline time.Time // zero: none
 	done     chan result
 	gaveUp   bool // under batcher.mu: left before its batch was taken
 }
 
 type result struct {
-	hits int64
-	err  error
+	counts Counts
+	err    error
 }
 
-func newBatcher(write func(context.Context, string, int) (int64, error), maxBatch, maxQueued int) *batcher {
+func newBatcher(write func(context.Context, string, []Hit) ([]Counts, error), maxBatch, maxQueued int) *batcher {
 	return &batcher{write: write, maxBatch: maxBatch, maxQueued: maxQueued, queues: map[string]*queue{}}
 }
 
-// increment queues one hit of name and waits for its value.
+// record queues one hit of name and waits for its counts.
 //
 // If ctx ends while the hit still waits for its batch, the hit is withdrawn
 // (nothing was counted) and the caller gets ErrUnavailable. Once its batch
 // is in flight the caller waits for the batch's outcome, whatever ctx does,
 // so the answer is always the truth; the batch itself ends by the latest
 // deadline of its members.
-func (b *batcher) increment(ctx context.Context, name string) (int64, error) {
-	w := &waiter{done: make(chan result, 1)}
+func (b *batcher) record(ctx context.Context, name string, h Hit) (Counts, error) {
+	w := &waiter{hit: h, done: make(chan result, 1)}
 	w.deadline, _ = ctx.Deadline()
 
 	b.mu.Lock()
@@ -62,7 +63,7 @@ func (b *batcher) increment(ctx context.Context, name string) (int64, error) {
 	}
 	if len(q.waiting) >= b.maxQueued {
 		b.mu.Unlock()
-		return 0, fmt.Errorf("increment %q: %w: %d increments already waiting", name, ErrUnavailable, b.maxQueued)
+		return Counts{}, fmt.Errorf("increment %q: %w: %d increments already waiting", name, ErrUnavailable, b.maxQueued)
 	}
 	q.waiting = append(q.waiting, w)
 	b.mu.Unlock()
@@ -72,7 +73,7 @@ func (b *batcher) increment(ctx context.Context, name string) (int64, error) {
 
 	select {
 	case r := <-w.done:
-		return r.hits, r.err
+		return r.counts, r.err
 	case <-ctx.Done():
 	}
 	b.mu.Lock()
@@ -80,12 +81,12 @@ func (b *batcher) increment(ctx context.Context, name string) (int64, error) {
 		if o == w {
 			w.gaveUp = true
 			b.mu.Unlock()
-			return 0, fmt.Errorf("increment %q: %w: %w", name, ErrUnavailable, context.Cause(ctx))
+			return Counts{}, fmt.Errorf("increment %q: %w: %w", name, ErrUnavailable, context.Cause(ctx))
 		}
 	}
 	b.mu.Unlock()
 	r := <-w.done // taken into a batch: its outcome is the answer
-	return r.hits, r.err
+	return r.counts, r.err
 }
 
 // flush writes name's batches one after another until its queue is empty.
@@ -95,16 +96,18 @@ func (b *batcher) flush(name string, q *queue) {
 		if len(batch) == 0 {
 			return
 		}
-		n := len(batch)
+		hits := make([]Hit, len(batch))
+		for i, w := range batch {
+			hits[i] = w.hit
+		}
 		ctx, cancel := batchContext(batch)
-		hits, err := b.write(ctx, name, n)
+		counts, err := b.write(ctx, name, hits)
 		cancel()
-		// The statement added n: this batch owns hits-n+1 … hits.
 		for i, w := range batch {
 			if err != nil {
 				w.done <- result{err: err}
 			} else {
-				w.done <- result{hits: hits - int64(n) + 1 + int64(i)}
+				w.done <- result{counts: counts[i]}
 			}
 		}
 	}

@@ -6,61 +6,183 @@ import (
 	"fmt"
 	"log/slog"
 	"sync/atomic"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// Increment adds one hit to the named counter and returns the new count,
-// once it is committed. Each caller gets its own distinct value: concurrent
-// increments are combined into one statement (batch.go) that hands out the
-// values it added in arrival order.
-func (s *Store) Increment(ctx context.Context, name string) (int64, error) {
-	if s.batches == nil {
-		return s.add(ctx, name, 1)
-	}
-	return s.batches.increment(ctx, name)
+// Kind is what a counted request was.
+type Kind uint8
+
+const (
+	// View is a person's view or click: it adds to the total and today's
+	// views, and to today's visitors if its visitor is new today.
+	View Kind = iota
+	// Bot is a crawler's request: counted apart, never a view or visitor.
+	Bot
+	// Filtered is a view over its client's burst cap: answered, recorded in
+	// the day row as filtered, not counted as a view.
+	Filtered
+)
+
+// Hit is one counted request.
+type Hit struct {
+	Kind Kind
+	// Visitor identifies who viewed, for today's distinct visitors (the
+	// caller passes the client IP and User-Agent). It is only kept in memory
+	// until its hit is written, as an HMAC under the day's random salt
+	// (visitors.go). Empty: the view counts, but no visitor.
+	Visitor string
 }
 
-// incrementSQL is the one statement that changes a count.
-const incrementSQL = `update counters set hits = hits + $2, updated_at = now() where name = $1 returning hits, version`
+// Counts is a counter as a reader sees it: the total of views, and today's
+// day row.
+type Counts struct {
+	Name     string
+	Total    int64     // views ever
+	Day      time.Time // the day the figures below are for: today
+	Views    int64     // today's views
+	Visitors int64     // today's distinct visitors
+	Bots     int64     // today's crawler requests
+	Filtered int64     // today's views over a burst cap
+	Updated  time.Time // the last change of the counter
+}
 
-// add adds n hits in one implicit transaction: a single round trip instead
-// of BEGIN, UPDATE, COMMIT. It returns the new count, and keeps it in memory
-// for reads.
-func (s *Store) add(ctx context.Context, name string, n int) (int64, error) {
-	var hits, version int64
-	err := s.retry(ctx, "increment", []slog.Attr{slog.Int("n", n)}, func(ctx context.Context) (phase, bool, error) {
-		conn, err := s.acquireLive(ctx)
+// Increment adds one view of the named counter, with no visitor, and
+// returns the new total. It is Record for callers that only need the total.
+func (s *Store) Increment(ctx context.Context, name string) (int64, error) {
+	c, err := s.Record(ctx, name, Hit{})
+	return c.Total, err
+}
+
+// Record counts one hit of the named counter and returns the counter as it
+// was once the hit was committed. Each view gets its own distinct total and
+// today's views (concurrent hits are combined into one statement by
+// batch.go, which hands out the values it added in arrival order); today's
+// visitors, bots and filtered are as of that statement's commit.
+func (s *Store) Record(ctx context.Context, name string, h Hit) (Counts, error) {
+	if s.batches == nil {
+		tallies, err := s.add(ctx, name, []Hit{h})
 		if err != nil {
-			return phaseBegin, false, err
+			return Counts{}, err
 		}
-		defer conn.Release()
-		rows, _ := conn.Query(ctx, incrementSQL, name, n) // its error is rows.Err
-		found := rows.Next()
-		if found {
-			err = rows.Scan(&hits, &version)
-		}
-		rows.Close()
-		if err == nil {
-			err = rows.Err()
-		}
-		if err == nil && !found {
-			err = fmt.Errorf("counter %q: %w", name, ErrNotFound)
-		}
-		if err == nil {
-			return "", false, nil
-		}
-		return statementPhase(err, rows.CommandTag().String() != ""), conn.Conn().IsClosed(), err
-	})
+		return tallies[0], nil
+	}
+	return s.batches.record(ctx, name, h)
+}
+
+// incrementSQL is the one statement that counts hits: the total, the day
+// row (upserted, adding to it), and the day's new visitors, in one implicit
+// transaction. The visitors' insert reads c, so it runs after the counter's
+// row is locked, and concurrent writers of one counter take their locks in
+// the same order. count(*) counts the rows this statement inserted, not
+// the table.
+//
+// $1 name, $2 day, $3 views, $4 bots, $5 filtered, $6 visitor hashes (distinct).
+const incrementSQL = `with c as (
+	update counters set hits = hits + $3, updated_at = now() where name = $1
+	returning hits, version, updated_at
+), v as (
+	insert into visitors (counter, day, hash)
+	select $1, $2, h from unnest($6::bytea[]) h where exists (select from c)
+	on conflict do nothing
+	returning 1
+), d as (
+	insert into counter_days as t (counter, day, views, visitors, bots, filtered)
+	select $1, $2, $3, (select count(*) from v), $4, $5 from c
+	on conflict (counter, day) do update set
+		views = t.views + excluded.views,
+		visitors = t.visitors + excluded.visitors,
+		bots = t.bots + excluded.bots,
+		filtered = t.filtered + excluded.filtered
+	returning views, visitors, bots, filtered
+)
+select c.hits, c.version, c.updated_at, d.views, d.visitors, d.bots, d.filtered from c, d`
+
+// add writes hits in one statement and returns, for each hit, the counts
+// its caller sees: views get their own total and today's views, in order.
+// A single round trip, in an implicit transaction, through the retry loop.
+// An unknown counter is created first when auto-creation is on.
+func (s *Store) add(ctx context.Context, name string, hits []Hit) ([]Counts, error) {
+	day := s.Today()
+	var views, bots, filtered int
+	visitors := make([][]byte, 0, len(hits))
+	seen := make(map[string]bool, len(hits))
+	salt, err := s.salt(ctx, day)
 	if err != nil {
-		return 0, err
+		return nil, err
+	}
+	for _, h := range hits {
+		switch h.Kind {
+		case Bot:
+			bots++
+			continue
+		case Filtered:
+			filtered++
+			continue
+		}
+		views++
+		if h.Visitor != "" && !seen[h.Visitor] {
+			seen[h.Visitor] = true
+			visitors = append(visitors, visitorHash(salt, name, h.Visitor))
+		}
+	}
+
+	var after entry
+	write := func() error {
+		return s.retry(ctx, "increment", []slog.Attr{slog.String("counter", name), slog.Int("n", len(hits))}, func(ctx context.Context) (phase, bool, error) {
+			conn, err := s.acquireLive(ctx)
+			if err != nil {
+				return phaseBegin, false, err
+			}
+			defer conn.Release()
+			rows, _ := conn.Query(ctx, incrementSQL, name, day, views, bots, filtered, visitors) // its error is rows.Err
+			found := rows.Next()
+			if found {
+				after.day = day
+				err = rows.Scan(&after.hits, &after.version, &after.updated, &after.views, &after.visitors, &after.bots, &after.filtered)
+			}
+			rows.Close()
+			if err == nil {
+				err = rows.Err()
+			}
+			if err == nil && !found {
+				err = fmt.Errorf("counter %q: %w", name, ErrNotFound)
+			}
+			if err == nil {
+				return "", false, nil
+			}
+			return statementPhase(err, rows.CommandTag().String() != ""), conn.Conn().IsClosed(), err
+		})
+	}
+	err = write()
+	if errors.Is(err, ErrNotFound) && s.cfg.AutoCreate {
+		if err = s.autoCreate(ctx, name); err == nil {
+			err = write()
+		}
+	}
+	if err != nil {
+		return nil, err
 	}
 	s.stats.writes.Add(1)
-	s.stats.increments.Add(int64(n))
-	s.cache.apply(name, hits, version)
-	return hits, nil
+	s.stats.increments.Add(int64(len(hits)))
+	s.cache.apply(name, after)
+
+	// The statement added views: this batch owns the values up to them.
+	out := make([]Counts, len(hits))
+	i := int64(0)
+	for k, h := range hits {
+		c := after.counts(name)
+		if h.Kind == View {
+			c.Total -= int64(views) - 1 - i
+			c.Views -= int64(views) - 1 - i
+			i++
+		}
+		out[k] = c
+	}
+	return out, nil
 }
 
 // acquireLive takes a pool connection and pings it, so a connection the
@@ -102,38 +224,81 @@ func statementPhase(err error, completed bool) phase {
 	return phaseStatement
 }
 
-// Count returns the named counter's hits. While the listener is up it
-// answers from memory, which notifications keep at the latest committed
-// value; otherwise it reads the database.
+// Count returns the named counter's total.
 func (s *Store) Count(ctx context.Context, name string) (int64, error) {
-	if hits, ok := s.cache.get(name); ok {
-		s.stats.memoryReads.Add(1)
-		return hits, nil
-	}
-	var hits, version int64
-	err := s.Transact(ctx, "count", pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(ctx context.Context, tx pgx.Tx) error {
-		return scanCount(name, tx.QueryRow(ctx, `select hits, version from counters where name = $1`, name), &hits, &version)
-	})
-	if err != nil {
-		return 0, err
-	}
-	s.stats.databaseReads.Add(1)
-	s.cache.apply(name, hits, version)
-	return hits, nil
+	c, err := s.Counts(ctx, name)
+	return c.Total, err
 }
 
-func scanCount(name string, row pgx.Row, dest ...any) error {
-	err := row.Scan(dest...)
+// Counts returns the named counter's total and today's figures. While the
+// listener is up it answers from memory, which notifications keep at the
+// latest committed values; otherwise it reads the database.
+func (s *Store) Counts(ctx context.Context, name string) (Counts, error) {
+	if e, ok := s.cache.get(name); ok {
+		s.stats.memoryReads.Add(1)
+		return s.today(e.counts(name)), nil
+	}
+	var e entry
+	err := s.Transact(ctx, "count", pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(ctx context.Context, tx pgx.Tx) error {
+		return scanCount(name, tx.QueryRow(ctx, selectCounters+` where c.name = $1`, name), &e)
+	})
+	if err != nil {
+		return Counts{}, err
+	}
+	s.stats.databaseReads.Add(1)
+	s.cache.apply(name, e)
+	return s.today(e.counts(name)), nil
+}
+
+// selectCounters reads counters with their latest day row, as the
+// counters_notify trigger announces them (migrations/003_history.sql).
+const selectCounters = `select c.name, c.hits, c.version, c.updated_at, d.day, d.views, d.visitors, d.bots, d.filtered
+from counters c left join lateral (
+	select * from counter_days where counter = c.name order by day desc limit 1
+) d on true`
+
+// scanEntry reads a row of selectCounters.
+func scanEntry(row pgx.Row, name *string, e *entry) error {
+	var day *time.Time
+	var views, visitors, bots, filtered *int64
+	if err := row.Scan(name, &e.hits, &e.version, &e.updated, &day, &views, &visitors, &bots, &filtered); err != nil {
+		return err
+	}
+	if day != nil {
+		e.day, e.views, e.visitors, e.bots, e.filtered = *day, *views, *visitors, *bots, *filtered
+	}
+	return nil
+}
+
+func scanCount(name string, row pgx.Row, e *entry) error {
+	var got string
+	err := scanEntry(row, &got, e)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return fmt.Errorf("counter %q: %w", name, ErrNotFound)
 	}
 	return err
 }
 
+// today zeroes the day figures of a counter whose latest day row is older
+// than today: nothing was counted today yet.
+func (s *Store) today(c Counts) Counts {
+	if t := s.Today(); !c.Day.Equal(t) {
+		c.Day, c.Views, c.Visitors, c.Bots, c.Filtered = t, 0, 0, 0, 0
+	}
+	return c
+}
+
+// Today is the current day in the store's timezone, as a date at midnight
+// UTC (how pgx reads a date).
+func (s *Store) Today() time.Time {
+	y, m, d := s.cfg.now().In(s.cfg.Location).Date()
+	return time.Date(y, m, d, 0, 0, 0, 0, time.UTC)
+}
+
 // Stats are running totals since Open, for tests, benchmarks and metrics.
 type Stats struct {
-	Writes        int64 // statements that added hits
-	Increments    int64 // hits they added
+	Writes        int64 // statements that counted hits
+	Increments    int64 // hits they counted
 	MemoryReads   int64 // counts answered from memory
 	DatabaseReads int64 // counts read from the database
 	Listening     bool  // the listener is connected and the memory current

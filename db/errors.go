@@ -22,4 +22,7 @@ var (
 	// ErrInvalid: the database rejected the input (a check, type or
 	// constraint violation). Retrying cannot help.
 	ErrInvalid = errors.New("invalid input")
+
+	// ErrExists: a counter of that name already exists (create, rename).
+	ErrExists = errors.New("already exists")
 )

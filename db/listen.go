@@ -42,28 +42,38 @@ type cache struct {
 	m  map[string]entry
 }
 
-// entry is a count at a version; versions grow by one with every update
-// (the trigger counters_bump_version), so an older value never replaces a
-// newer one, whichever arrives last.
-type entry struct{ hits, version int64 }
+// entry is a counter at a version, with its latest day row; versions grow
+// by one with every update (the trigger counters_bump_version), so an older
+// value never replaces a newer one, whichever arrives last.
+type entry struct {
+	hits, version                   int64
+	updated                         time.Time
+	day                             time.Time // zero: no day row yet
+	views, visitors, bots, filtered int64
+}
+
+func (e entry) counts(name string) Counts {
+	return Counts{Name: name, Total: e.hits, Day: e.day, Views: e.views, Visitors: e.visitors,
+		Bots: e.bots, Filtered: e.filtered, Updated: e.updated}
+}
 
 func newCache() *cache { return &cache{m: map[string]entry{}} }
 
 // get answers from memory only while the listener is live.
-func (c *cache) get(name string) (int64, bool) {
+func (c *cache) get(name string) (entry, bool) {
 	if !c.live.Load() {
-		return 0, false
+		return entry{}, false
 	}
 	c.mu.RLock()
 	e, ok := c.m[name]
 	c.mu.RUnlock()
-	return e.hits, ok
+	return e, ok
 }
 
-func (c *cache) apply(name string, hits, version int64) {
+func (c *cache) apply(name string, e entry) {
 	c.mu.Lock()
-	if e, ok := c.m[name]; !ok || version > e.version {
-		c.m[name] = entry{hits, version}
+	if cur, ok := c.m[name]; !ok || e.version > cur.version {
+		c.m[name] = e
 	}
 	c.mu.Unlock()
 }
@@ -151,18 +161,21 @@ func (s *Store) listenOnce(ctx context.Context, cfg *pgx.ConnConfig, up func()) 
 	if _, err := conn.Exec(setup, "listen "+notifyChannel); err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	rows, err := conn.Query(setup, "select name, hits, version from counters")
+	rows, err := conn.Query(setup, selectCounters)
 	if err != nil {
 		return fmt.Errorf("load counts: %w", err)
 	}
 	all := map[string]entry{}
-	var name string
-	var e entry
-	_, err = pgx.ForEachRow(rows, []any{&name, &e.hits, &e.version}, func() error {
+	for rows.Next() {
+		var name string
+		var e entry
+		if err := scanEntry(rows, &name, &e); err != nil {
+			rows.Close()
+			return fmt.Errorf("load counts: %w", err)
+		}
 		all[name] = e
-		return nil
-	})
-	if err != nil {
+	}
+	if err := rows.Err(); err != nil {
 		return fmt.Errorf("load counts: %w", err)
 	}
 	s.cache.load(all)
@@ -194,15 +207,22 @@ func (s *Store) listenOnce(ctx context.Context, cfg *pgx.ConnConfig, up func()) 
 
 // notification is the payload of the counters_notify trigger.
 type notification struct {
-	Name    string `json:"name"`
-	Hits    int64  `json:"hits"`
-	Version int64  `json:"version"`
-	Deleted bool   `json:"deleted"`
+	Name     string    `json:"name"`
+	Hits     int64     `json:"hits"`
+	Version  int64     `json:"version"`
+	Updated  time.Time `json:"updated"`
+	Deleted  bool      `json:"deleted"`
+	Day      *string   `json:"day"` // a date, null before the first day row
+	Views    int64     `json:"views"`
+	Visitors int64     `json:"visitors"`
+	Bots     int64     `json:"bots"`
+	Filtered int64     `json:"filtered"`
 }
 
 func (s *Store) notified(ctx context.Context, payload string) {
 	var n notification
-	if err := json.Unmarshal([]byte(payload), &n); err != nil || n.Name == "" {
+	err := json.Unmarshal([]byte(payload), &n)
+	if err != nil || n.Name == "" {
 		s.log.LogAttrs(ctx, slog.LevelWarn, "db listener: notification ignored",
 			slog.String("payload", payload), slog.Any("err", err))
 		return
@@ -211,5 +231,14 @@ func (s *Store) notified(ctx context.Context, payload string) {
 		s.cache.remove(n.Name)
 		return
 	}
-	s.cache.apply(n.Name, n.Hits, n.Version)
+	e := entry{hits: n.Hits, version: n.Version, updated: n.Updated,
+		views: n.Views, visitors: n.Visitors, bots: n.Bots, filtered: n.Filtered}
+	if n.Day != nil {
+		if e.day, err = time.Parse(time.DateOnly, *n.Day); err != nil {
+			s.log.LogAttrs(ctx, slog.LevelWarn, "db listener: notification ignored",
+				slog.String("payload", payload), slog.Any("err", err))
+			return
+		}
+	}
+	s.cache.apply(n.Name, e)
 }

@@ -98,8 +98,8 @@ func TestCountsServedFromMemoryStayFresh(t *testing.T) {
 	// A counter created and deleted by hand.
 	execSQL(t, dbURL, "insert into counters (name, hits) values ('other', 3)")
 	waitUntil(t, "the new counter", func() (bool, string) {
-		n, ok := b.cache.get("other")
-		return ok && n == 3, fmt.Sprint(n, ok)
+		e, ok := b.cache.get("other")
+		return ok && e.hits == 3, fmt.Sprint(e.hits, ok)
 	})
 	execSQL(t, dbURL, "delete from counters where name = 'other'")
 	waitUntil(t, "the deleted counter gone", func() (bool, string) {

@@ -171,6 +171,19 @@ func (s *Store) Transact(ctx context.Context, op string, opts pgx.TxOptions, fn 
 	})
 }
 
+// transactIdempotent is Transact for a transaction that may be applied
+// twice with the same effect: a COMMIT lost in flight is retried like a
+// failure before it, instead of ending as ErrOutcomeUnknown.
+func (s *Store) transactIdempotent(ctx context.Context, op string, opts pgx.TxOptions, fn func(ctx context.Context, tx pgx.Tx) error) error {
+	return s.retry(ctx, op, nil, func(ctx context.Context) (phase, bool, error) {
+		ph, closed, err := s.attempt(ctx, opts, fn)
+		if ph == phaseCommit {
+			ph = phaseBody
+		}
+		return ph, closed, err
+	})
+}
+
 // retry is the one retry loop every database call goes through (Transact,
 // and the single-statement writes of counters.go). It runs attempt until it
 // succeeds, fails for good, or the context ends. Every retry is logged

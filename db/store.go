@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -32,6 +33,7 @@ type Store struct {
 
 	batches *batcher // nil when Config.OnePerHit
 	cache   *cache
+	salts   saltCache
 	stats   stats
 
 	stopListening context.CancelFunc
@@ -49,13 +51,30 @@ type Config struct {
 	// MaxQueued bounds the increments of one counter waiting for their
 	// batch; more are refused at once as ErrUnavailable.
 	MaxQueued int
+	// Location is the timezone of "today" for day rows and visitors.
+	Location *time.Location
+	// AutoCreate makes a hit of an unknown counter create it, as long as
+	// there are fewer than MaxCounters counters.
+	AutoCreate  bool
+	MaxCounters int
+	// Now is the clock (tests set it); nil is time.Now.
+	Now func() time.Time
+}
+
+func (c Config) now() time.Time {
+	if c.Now != nil {
+		return c.Now()
+	}
+	return time.Now()
 }
 
 // DefaultConfig coalesces increments in batches of up to 1000, with up to
 // 10 000 waiting per counter: far more than a 2-core server receives within
-// one write's round trip.
+// one write's round trip. Days are in UTC; counters are made by their owner
+// (auto-creation off, and bounded to 1000 counters when switched on).
 func DefaultConfig() Config {
-	return Config{Retry: DefaultRetryPolicy(), MaxBatch: 1000, MaxQueued: 10000}
+	return Config{Retry: DefaultRetryPolicy(), MaxBatch: 1000, MaxQueued: 10000,
+		Location: time.UTC, MaxCounters: 1000}
 }
 
 // Validate reports settings that cannot work.
@@ -68,6 +87,12 @@ func (c Config) Validate() error {
 	}
 	if c.MaxQueued < c.MaxBatch {
 		return fmt.Errorf("queue bound (%d) must be ≥ the batch size (%d)", c.MaxQueued, c.MaxBatch)
+	}
+	if c.Location == nil {
+		return errors.New("no timezone for days")
+	}
+	if c.MaxCounters < 1 {
+		return fmt.Errorf("counter limit must be ≥ 1, got %d", c.MaxCounters)
 	}
 	return nil
 }
@@ -102,6 +127,7 @@ func Open(databaseURL string, cfg Config, log *slog.Logger) (*Store, error) {
 	s.stopListening, s.listening = cancel, make(chan struct{})
 	go func() {
 		defer close(s.listening)
+		go s.rotateDaily(ctx)
 		s.listen(ctx, poolCfg.ConnConfig)
 	}()
 	return s, nil

@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -523,17 +524,31 @@ func readTyped(r *bufio.Reader, buf []byte) ([]byte, error) {
 	return buf, err
 }
 
-// isWrite reports whether a query text starts with insert, update or
-// delete, after leading space. A comment first, or a write inside WITH, is
-// not recognised: the store's writes are plain statements.
+// isWrite reports whether a query text writes: it starts with insert,
+// update or delete after leading space, or it is a WITH whose text has one
+// of those words (the store's increment is a WITH of writes). A comment
+// first is not recognised.
 func isWrite(query []byte) bool {
-	q := bytes.TrimSpace(bytes.TrimRight(query, "\x00"))
-	for _, verb := range []string{"insert", "update", "delete"} {
-		if len(q) > len(verb) && bytes.EqualFold(q[:len(verb)], []byte(verb)) && (q[len(verb)] == ' ' || q[len(verb)] == '\n' || q[len(verb)] == '\t') {
+	q := bytes.ToLower(bytes.TrimSpace(bytes.TrimRight(query, "\x00")))
+	verbs := []string{"insert", "update", "delete"}
+	if startsWithWord(q, "with") {
+		for _, w := range bytes.FieldsFunc(q, func(r rune) bool { return !('a' <= r && r <= 'z') }) {
+			if slices.Contains(verbs, string(w)) {
+				return true
+			}
+		}
+		return false
+	}
+	for _, verb := range verbs {
+		if startsWithWord(q, verb) {
 			return true
 		}
 	}
 	return false
+}
+
+func startsWithWord(q []byte, w string) bool {
+	return len(q) > len(w) && string(q[:len(w)]) == w && (q[len(w)] == ' ' || q[len(w)] == '\n' || q[len(w)] == '\t')
 }
 
 // isCommit reports whether the body of a Query message is a plain COMMIT.

@@ -409,7 +409,9 @@ func TestIsWrite(t *testing.T) {
 		{"select hits from counters\x00", false},
 		{"updated\x00", false},
 		{"update\x00", false},
-		{"with x as (update t set a = 1) select 1\x00", false}, // not recognised, documented
+		{"with x as (update t set a = 1) select 1\x00", true},
+		{"WITH x AS (\n\tINSERT INTO t VALUES (1) RETURNING 1) SELECT 1\x00", true},
+		{"with x as (select updated_at from t) select 1\x00", false},
 		{"\x00", false},
 	}
 	for _, tt := range tests {

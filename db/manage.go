@@ -1,0 +1,319 @@
+package db
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// The owner's controls: create, set, reset, rename, delete, import and
+// export counters. Each change runs through Transact and writes a row of
+// counter_audit (who, when, the counter before and after) in the same
+// transaction. They lock the counter's row first, as the increment does,
+// so a change and concurrent hits are applied one after the other.
+
+// namePattern is the rule of the counters.name check constraint
+// (migrations/001_create_counters.sql); TestNameRuleMatchesTheSchema keeps
+// the two the same.
+const namePattern = `^[a-z0-9][a-z0-9_-]{0,62}$`
+
+var nameRE = regexp.MustCompile(namePattern)
+
+// ValidName reports whether name can name a counter.
+func ValidName(name string) bool { return nameRE.MatchString(name) }
+
+// NameRule says the rule in words, for error messages.
+const NameRule = "1 to 63 characters: lower-case letters, digits, '-' and '_', starting with a letter or digit"
+
+func checkName(name string) error {
+	if !ValidName(name) {
+		return fmt.Errorf("counter name %q: %w: %s", name, ErrInvalid, NameRule)
+	}
+	return nil
+}
+
+// List returns every counter, by name.
+func (s *Store) List(ctx context.Context) ([]Counts, error) {
+	var out []Counts
+	err := s.Transact(ctx, "list counters", pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(ctx context.Context, tx pgx.Tx) error {
+		out = out[:0]
+		rows, _ := tx.Query(ctx, selectCounters+` order by c.name`)
+		defer rows.Close()
+		for rows.Next() {
+			var name string
+			var e entry
+			if err := scanEntry(rows, &name, &e); err != nil {
+				return err
+			}
+			out = append(out, s.today(e.counts(name)))
+		}
+		return rows.Err()
+	})
+	return out, err
+}
+
+// auditRow is what the audit keeps of a counter.
+type auditRow struct {
+	Name  string `json:"name"`
+	Total int64  `json:"total"`
+	Days  int64  `json:"days,omitempty"` // day rows
+}
+
+// Create makes a counter starting at total.
+func (s *Store) Create(ctx context.Context, actor, name string, total int64) error {
+	if err := checkName(name); err != nil {
+		return err
+	}
+	if total < 0 {
+		return fmt.Errorf("total %d: %w: must be ≥ 0", total, ErrInvalid)
+	}
+	return s.change(ctx, "create", actor, name, func(ctx context.Context, tx pgx.Tx, old *auditRow) (*auditRow, error) {
+		if old != nil {
+			return nil, fmt.Errorf("counter %q: %w", name, ErrExists)
+		}
+		_, err := tx.Exec(ctx, `insert into counters (name, hits) values ($1, $2)`, name, total)
+		return &auditRow{Name: name, Total: total}, err
+	})
+}
+
+// autoCreate makes a counter on its first hit, while there are fewer than
+// MaxCounters. An advisory lock makes the count and the insert one step
+// across instances.
+func (s *Store) autoCreate(ctx context.Context, name string) error {
+	if err := checkName(name); err != nil {
+		return err
+	}
+	return s.change(ctx, "create", "auto-create on first hit", name, func(ctx context.Context, tx pgx.Tx, old *auditRow) (*auditRow, error) {
+		if old != nil {
+			return old, nil // another instance made it meanwhile
+		}
+		if _, err := tx.Exec(ctx, `select pg_advisory_xact_lock(hashtext('hitcounter auto-create'))`); err != nil {
+			return nil, err
+		}
+		var n int
+		if err := tx.QueryRow(ctx, `select count(*) from counters`).Scan(&n); err != nil {
+			return nil, err
+		}
+		if n >= s.cfg.MaxCounters {
+			return nil, fmt.Errorf("counter %q: %w: the limit of %d counters is reached", name, ErrNotFound, s.cfg.MaxCounters)
+		}
+		_, err := tx.Exec(ctx, `insert into counters (name) values ($1) on conflict do nothing`, name)
+		return &auditRow{Name: name}, err
+	})
+}
+
+// Set sets the counter's total, e.g. to start from an older counter's
+// count. Today's figures and history stay.
+func (s *Store) Set(ctx context.Context, actor, name string, total int64) error {
+	if total < 0 {
+		return fmt.Errorf("total %d: %w: must be ≥ 0", total, ErrInvalid)
+	}
+	return s.change(ctx, "set", actor, name, func(ctx context.Context, tx pgx.Tx, old *auditRow) (*auditRow, error) {
+		if old == nil {
+			return nil, fmt.Errorf("counter %q: %w", name, ErrNotFound)
+		}
+		_, err := tx.Exec(ctx, `update counters set hits = $2, updated_at = now() where name = $1`, name, total)
+		return &auditRow{Name: name, Total: total, Days: old.Days}, err
+	})
+}
+
+// Reset starts the counter over: total zero, no history, no visitors.
+func (s *Store) Reset(ctx context.Context, actor, name string) error {
+	return s.change(ctx, "reset", actor, name, func(ctx context.Context, tx pgx.Tx, old *auditRow) (*auditRow, error) {
+		if old == nil {
+			return nil, fmt.Errorf("counter %q: %w", name, ErrNotFound)
+		}
+		// Days first: the notification of the counter's update then carries
+		// no day row.
+		for _, q := range []string{
+			`delete from counter_days where counter = $1`,
+			`delete from visitors where counter = $1`,
+			`update counters set hits = 0, updated_at = now() where name = $1`,
+		} {
+			if _, err := tx.Exec(ctx, q, name); err != nil {
+				return nil, err
+			}
+		}
+		return &auditRow{Name: name}, nil
+	})
+}
+
+// Rename gives a counter a new name; its history and visitors follow.
+func (s *Store) Rename(ctx context.Context, actor, name, newName string) error {
+	if err := checkName(newName); err != nil {
+		return err
+	}
+	return s.change(ctx, "rename", actor, name, func(ctx context.Context, tx pgx.Tx, old *auditRow) (*auditRow, error) {
+		if old == nil {
+			return nil, fmt.Errorf("counter %q: %w", name, ErrNotFound)
+		}
+		_, err := tx.Exec(ctx, `update counters set name = $2, updated_at = now() where name = $1`, name, newName)
+		if sqlState(err) == "23505" {
+			return nil, fmt.Errorf("counter %q: %w", newName, ErrExists)
+		}
+		return &auditRow{Name: newName, Total: old.Total, Days: old.Days}, err
+	})
+}
+
+// Delete removes a counter with its history. The audit keeps what it was.
+func (s *Store) Delete(ctx context.Context, actor, name string) error {
+	return s.change(ctx, "delete", actor, name, func(ctx context.Context, tx pgx.Tx, old *auditRow) (*auditRow, error) {
+		if old == nil {
+			return nil, fmt.Errorf("counter %q: %w", name, ErrNotFound)
+		}
+		_, err := tx.Exec(ctx, `delete from counters where name = $1`, name)
+		return nil, err
+	})
+}
+
+// Import writes day rows into a counter, creating it if needed: each
+// imported day replaces the counter's row of that day. The total then
+// grows by the views the import added (imported minus replaced), or is set
+// to total when it is given (an export in JSON carries it).
+func (s *Store) Import(ctx context.Context, actor, name string, days []Day, total *int64) error {
+	if err := checkName(name); err != nil {
+		return err
+	}
+	seen := map[string]bool{}
+	for _, d := range days {
+		k := d.Day.Format("2006-01-02")
+		if seen[k] {
+			return fmt.Errorf("day %s: %w: given twice", k, ErrInvalid)
+		}
+		seen[k] = true
+		if d.Views < 0 || d.Visitors < 0 || d.Bots < 0 || d.Filtered < 0 {
+			return fmt.Errorf("day %s: %w: figures must be ≥ 0", k, ErrInvalid)
+		}
+	}
+	if total != nil && *total < 0 {
+		return fmt.Errorf("total %d: %w: must be ≥ 0", *total, ErrInvalid)
+	}
+	return s.change(ctx, "import", actor, name, func(ctx context.Context, tx pgx.Tx, old *auditRow) (*auditRow, error) {
+		if old == nil {
+			if _, err := tx.Exec(ctx, `insert into counters (name) values ($1)`, name); err != nil {
+				return nil, err
+			}
+			old = &auditRow{Name: name}
+		}
+		var added int64
+		for _, d := range days {
+			var replaced int64
+			err := tx.QueryRow(ctx, `select coalesce((select views from counter_days where counter = $1 and day = $2), 0)`, name, d.Day).Scan(&replaced)
+			if err != nil {
+				return nil, err
+			}
+			_, err = tx.Exec(ctx, `insert into counter_days (counter, day, views, visitors, bots, filtered)
+				values ($1, $2, $3, $4, $5, $6)
+				on conflict (counter, day) do update set views = excluded.views,
+					visitors = excluded.visitors, bots = excluded.bots, filtered = excluded.filtered`,
+				name, d.Day, d.Views, d.Visitors, d.Bots, d.Filtered)
+			if err != nil {
+				return nil, err
+			}
+			added += d.Views - replaced
+		}
+		newTotal := max(old.Total+added, 0)
+		if total != nil {
+			newTotal = *total
+		}
+		// Always an update, so the counter's notification carries the days.
+		if _, err := tx.Exec(ctx, `update counters set hits = $2, updated_at = now() where name = $1`, name, newTotal); err != nil {
+			return nil, err
+		}
+		return s.auditOf(ctx, tx, name)
+	})
+}
+
+// Export returns the counter and all its day rows, for `counters export`.
+func (s *Store) Export(ctx context.Context, name string) (Counts, []Day, error) {
+	var c Counts
+	var days []Day
+	err := s.Transact(ctx, "export", pgx.TxOptions{AccessMode: pgx.ReadOnly, IsoLevel: pgx.RepeatableRead}, func(ctx context.Context, tx pgx.Tx) error {
+		days = days[:0]
+		var e entry
+		if err := scanCount(name, tx.QueryRow(ctx, selectCounters+` where c.name = $1`, name), &e); err != nil {
+			return err
+		}
+		c = s.today(e.counts(name))
+		rows, _ := tx.Query(ctx, `select day, views, visitors, bots, filtered from counter_days where counter = $1 order by day`, name)
+		var d Day
+		_, err := pgx.ForEachRow(rows, []any{&d.Day, &d.Views, &d.Visitors, &d.Bots, &d.Filtered}, func() error {
+			days = append(days, d)
+			return nil
+		})
+		return err
+	})
+	return c, days, err
+}
+
+// change runs one owner change in a transaction: it locks the counter's
+// row (old is nil when there is none), applies fn, and writes the audit row.
+func (s *Store) change(ctx context.Context, action, actor, name string, fn func(ctx context.Context, tx pgx.Tx, old *auditRow) (*auditRow, error)) error {
+	return s.Transact(ctx, action+" counter", pgx.TxOptions{}, func(ctx context.Context, tx pgx.Tx) error {
+		var old *auditRow
+		var locked string
+		err := tx.QueryRow(ctx, `select name from counters where name = $1 for update`, name).Scan(&locked)
+		switch {
+		case err == nil:
+			if old, err = s.auditOf(ctx, tx, name); err != nil {
+				return err
+			}
+		case !errors.Is(err, pgx.ErrNoRows):
+			return err
+		}
+		newRow, err := fn(ctx, tx, old)
+		if err != nil {
+			var pgErr *pgconn.PgError
+			if errors.As(err, &pgErr) && pgErr.Code == "23505" && action == "create" {
+				return fmt.Errorf("counter %q: %w", name, ErrExists)
+			}
+			return err
+		}
+		if old != nil && newRow == old {
+			return nil // fn found nothing to change: nothing to audit
+		}
+		_, err = tx.Exec(ctx, `insert into counter_audit (actor, action, counter, old, new) values ($1, $2, $3, $4, $5)`,
+			actor, action, name, old, newRow)
+		return err
+	})
+}
+
+// auditOf reads what the audit keeps of a counter.
+func (s *Store) auditOf(ctx context.Context, tx pgx.Tx, name string) (*auditRow, error) {
+	a := &auditRow{Name: name}
+	err := tx.QueryRow(ctx, `select hits, (select count(*) from counter_days where counter = $1) from counters where name = $1`, name).Scan(&a.Total, &a.Days)
+	return a, err
+}
+
+// AuditEntry is one recorded owner change.
+type AuditEntry struct {
+	At       string `json:"at"`
+	Actor    string `json:"actor"`
+	DBRole   string `json:"db_role"`
+	Action   string `json:"action"`
+	Counter  string `json:"counter"`
+	Old, New string
+}
+
+// Audit returns the recorded changes of a counter (every counter when
+// name is empty), oldest first.
+func (s *Store) Audit(ctx context.Context, name string) ([]AuditEntry, error) {
+	var out []AuditEntry
+	err := s.Transact(ctx, "audit", pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(ctx context.Context, tx pgx.Tx) error {
+		out = out[:0]
+		rows, _ := tx.Query(ctx, `select to_char(at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'), actor, db_role, action, counter,
+			coalesce(old::text, ''), coalesce(new::text, '')
+			from counter_audit where $1 = '' or counter = $1 order by id`, name)
+		var a AuditEntry
+		_, err := pgx.ForEachRow(rows, []any{&a.At, &a.Actor, &a.DBRole, &a.Action, &a.Counter, &a.Old, &a.New}, func() error {
+			out = append(out, a)
+			return nil
+		})
+		return err
+	})
+	return out, err
+}
