@@ -147,6 +147,9 @@ func (s *Store) Rename(ctx context.Context, actor, name, newName string) error {
 	if err := checkName(newName); err != nil {
 		return err
 	}
+	if newName == name {
+		return fmt.Errorf("rename %q: %w: the new name is the same", name, ErrInvalid)
+	}
 	return s.change(ctx, "rename", actor, name, func(ctx context.Context, tx pgx.Tx, old *auditRow) (*auditRow, error) {
 		if old == nil {
 			return nil, fmt.Errorf("counter %q: %w", name, ErrNotFound)
@@ -291,23 +294,24 @@ func (s *Store) auditOf(ctx context.Context, tx pgx.Tx, name string) (*auditRow,
 
 // AuditEntry is one recorded owner change.
 type AuditEntry struct {
-	At       string `json:"at"`
-	Actor    string `json:"actor"`
-	DBRole   string `json:"db_role"`
-	Action   string `json:"action"`
-	Counter  string `json:"counter"`
-	Old, New string
+	At      string `json:"at"`
+	Actor   string `json:"actor"`
+	DBRole  string `json:"db_role"`
+	Action  string `json:"action"`
+	Counter string `json:"counter"`
+	Old     string `json:"old"` // the counter before, as JSON; empty on create
+	New     string `json:"new"` // and after; empty on delete
 }
 
 // Audit returns the recorded changes of a counter (every counter when
-// name is empty), oldest first.
+// name is empty), oldest first; a rename is listed under both names.
 func (s *Store) Audit(ctx context.Context, name string) ([]AuditEntry, error) {
 	var out []AuditEntry
 	err := s.Transact(ctx, "audit", pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(ctx context.Context, tx pgx.Tx) error {
 		out = out[:0]
 		rows, _ := tx.Query(ctx, `select to_char(at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'), actor, db_role, action, counter,
 			coalesce(old::text, ''), coalesce(new::text, '')
-			from counter_audit where $1 = '' or counter = $1 order by id`, name)
+			from counter_audit where $1 = '' or counter = $1 or new->>'name' = $1 order by id`, name)
 		var a AuditEntry
 		_, err := pgx.ForEachRow(rows, []any{&a.At, &a.Actor, &a.DBRole, &a.Action, &a.Counter, &a.Old, &a.New}, func() error {
 			out = append(out, a)

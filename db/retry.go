@@ -247,7 +247,7 @@ func (s *Store) attempt(ctx context.Context, opts pgx.TxOptions, fn func(context
 // fail logs the final failure once and returns it wrapped in its kind.
 func (s *Store) fail(ctx context.Context, op string, attrs []slog.Attr, attempts int, ph phase, kind, err error) error {
 	level := slog.LevelError
-	if kind == ErrInvalid || kind == ErrNotFound || (kind == nil && errors.Is(err, ErrNotFound)) {
+	if kind == ErrInvalid || kind == ErrNotFound || (kind == nil && (errors.Is(err, ErrNotFound) || errors.Is(err, ErrExists) || errors.Is(err, ErrInvalid))) {
 		level = slog.LevelInfo // the caller's input, not the database's health
 	}
 	s.log.LogAttrs(ctx, level, "db transaction failed", append([]slog.Attr{
