@@ -5,7 +5,7 @@ GO    ?= go
 BIN   := bin/hitcounter
 PGDIR := .pgdata
 
-.PHONY: run test test-compose build generate check-generated lint bench db-stop clean
+.PHONY: run counters test test-compose build generate check-generated lint bench db-stop clean
 
 # Go itself is the one thing these targets cannot install (Debian's golang
 # package is older than go.mod's go line).
@@ -21,6 +21,13 @@ run: build
 		echo "using a local PostgreSQL in $(PGDIR)/ (stop it with: make db-stop)"; \
 	fi; \
 	exec ./$(BIN) -migrate
+
+## counters: the owner's controls on make run's database (or DATABASE_URL), e.g. make counters ARGS='create blog'
+counters: build
+	@if [ -z "$$DATABASE_URL" ]; then \
+		DATABASE_URL=$$(scripts/pg start $(PGDIR)) || exit 1; export DATABASE_URL; \
+	fi; \
+	exec ./$(BIN) counters $(ARGS)
 
 ## test: everything CI checks: generated files, gofmt, vet, all tests on a throwaway PostgreSQL,
 ##       real nginx and headless Chromium, and (as root) the deployment with docker compose

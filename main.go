@@ -13,6 +13,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
+	"net/url"
 	"os"
 	"os/signal"
 	"runtime/pprof"
@@ -20,6 +22,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	_ "time/tzdata" // TIMEZONE works in images without /usr/share/zoneinfo
 
 	"github.com/hitcounter/hitcounter/assets"
 	"github.com/hitcounter/hitcounter/db"
@@ -29,7 +32,7 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Args, os.Getenv, os.Stdout, os.Stderr); err != nil {
+	if err := run(ctx, os.Args, os.Getenv, os.Stdin, os.Stdout, os.Stderr); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			os.Exit(0)
 		}
@@ -52,8 +55,16 @@ type config struct {
 	logFormat       string
 	clientIPHeader  string
 	trustedProxies  string
+	timezone        string
+	notCounted      string
+	burstLimit      int
+	embedOrigins    string
+	apiToken        string
 	probe           string
 	cpuProfile      string
+
+	// Parsed from the strings above by parseConfig, before any side effect.
+	web web.Config
 }
 
 // flags defines every setting on fs; envOf maps each flag to the
@@ -97,6 +108,14 @@ func flags(c *config, fs *flag.FlagSet) (envOf map[string]string) {
 	str(&c.logFormat, "log-format", "LOG_FORMAT", "text", "text or json")
 	str(&c.clientIPHeader, "client-ip-header", "CLIENT_IP_HEADER", "", "header a trusted reverse proxy sets to the client IP, e.g. X-Real-IP; empty when exposed directly")
 	str(&c.trustedProxies, "trusted-proxies", "TRUSTED_PROXIES", "", "comma-separated CIDRs allowed to set the client IP header; empty trusts any peer")
+	str(&c.timezone, "timezone", "TIMEZONE", "UTC", "IANA timezone of \"today\" for day rows and visitors, e.g. Europe/Berlin")
+	fs.BoolVar(&c.store.AutoCreate, "auto-create", false, "a hit of an unknown counter name creates it, up to -max-counters ($AUTO_CREATE)")
+	envOf["auto-create"] = "AUTO_CREATE"
+	integer(&c.store.MaxCounters, "max-counters", "MAX_COUNTERS", "most counters auto-creation makes")
+	str(&c.notCounted, "not-counted", "NOT_COUNTED", "", "comma-separated client CIDRs whose hits are not counted (your own)")
+	integer(&c.burstLimit, "burst-limit", "BURST_LIMIT", "most views one client IP counts per counter per minute, the rest recorded as filtered; 0 is no limit")
+	str(&c.embedOrigins, "embed-origins", "EMBED_ORIGINS", "", "comma-separated origins (https://example.com) that may frame /c/NAME/embed")
+	str(&c.apiToken, "api-token", "API_TOKEN", "", "bearer token for POST /api/counters/NAME/hit; empty switches API writes off")
 	fs.StringVar(&c.probe, "probe", "", "only GET this URL and exit 0 if it answers 200: a health check for images without curl")
 	fs.StringVar(&c.cpuProfile, "cpu-profile", "", "write a CPU profile (go tool pprof) to this file from start to shutdown")
 	return envOf
@@ -141,10 +160,62 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		return c, fmt.Errorf("request timeout must be > 0, got %s", c.requestTimeout)
 	}
 	c.store.OnePerHit = !c.coalesce
+	loc, err := time.LoadLocation(c.timezone)
+	if err != nil || c.timezone == "" || c.timezone == "Local" {
+		return c, fmt.Errorf("timezone %q: want an IANA name such as UTC or Europe/Berlin", c.timezone)
+	}
+	c.store.Location = loc
 	if err := c.store.Validate(); err != nil {
 		return c, err
 	}
+	c.web = web.Config{
+		PollInterval:   c.pollInterval,
+		RequestTimeout: c.requestTimeout,
+		ClientIPHeader: c.clientIPHeader,
+		BurstLimit:     c.burstLimit,
+		APIToken:       c.apiToken,
+	}
+	if c.web.TrustedProxies, err = prefixes("trusted proxy", c.trustedProxies); err != nil {
+		return c, err
+	}
+	if c.web.NotCounted, err = prefixes("not-counted network", c.notCounted); err != nil {
+		return c, err
+	}
+	if c.burstLimit < 0 {
+		return c, fmt.Errorf("burst limit must be ≥ 0, got %d", c.burstLimit)
+	}
+	for o := range strings.SplitSeq(c.embedOrigins, ",") {
+		if o = strings.TrimSpace(o); o == "" {
+			continue
+		}
+		u, err := url.Parse(o)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.Path != "" || u.RawQuery != "" || u.User != nil || strings.ContainsAny(o, " ;,'\"") {
+			return c, fmt.Errorf("embed origin %q: want scheme://host[:port], e.g. https://blog.example.com", o)
+		}
+		c.web.EmbedOrigins = append(c.web.EmbedOrigins, u.Scheme+"://"+u.Host)
+	}
 	return c, nil
+}
+
+// prefixes parses a comma-separated list of CIDRs; a bare address is one
+// host.
+func prefixes(what, list string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for p := range strings.SplitSeq(list, ",") {
+		if p = strings.TrimSpace(p); p == "" {
+			continue
+		}
+		if a, err := netip.ParseAddr(p); err == nil {
+			out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+			continue
+		}
+		pr, err := netip.ParsePrefix(p)
+		if err != nil {
+			return nil, fmt.Errorf("%s %q: want a CIDR such as 192.0.2.0/24 or an address", what, p)
+		}
+		out = append(out, pr.Masked())
+	}
+	return out, nil
 }
 
 func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
@@ -164,8 +235,12 @@ func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 
 // run is the whole program. It serves until ctx is done, then shuts down
 // gracefully. It prints "listening on http://ADDR" to stdout once the
-// listener is open.
-func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+// listener is open. `hitcounter counters …` is the owner's controls
+// instead (counters.go).
+func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
+	if len(args) > 1 && args[1] == "counters" {
+		return runCounters(ctx, args[1:], getenv, stdin, stdout, stderr)
+	}
 	cfg, err := parseConfig(args, getenv, stderr)
 	if err != nil {
 		return err
@@ -199,18 +274,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 	}
 
-	var trusted []string
-	for p := range strings.SplitSeq(cfg.trustedProxies, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			trusted = append(trusted, p)
-		}
-	}
-	handler, err := web.NewServer(web.Config{
-		PollInterval:   cfg.pollInterval,
-		RequestTimeout: cfg.requestTimeout,
-		ClientIPHeader: cfg.clientIPHeader,
-		TrustedProxies: trusted,
-	}, store, assets.FS, assets.HTMX, log)
+	handler, err := web.NewServer(cfg.web, store, assets.FS, assets.HTMX, log)
 	if err != nil {
 		return err
 	}

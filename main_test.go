@@ -36,7 +36,7 @@ func startRun(t testing.TB, env map[string]string, args ...string) *program {
 	getenv := func(k string) string { return env[k] }
 	done := make(chan error, 1)
 	go func() {
-		err := run(ctx, append([]string{"hitcounter", "-addr", "127.0.0.1:0"}, args...), getenv, stdoutW, logs)
+		err := run(ctx, append([]string{"hitcounter", "-addr", "127.0.0.1:0"}, args...), getenv, nil, stdoutW, logs)
 		stdoutW.Close()
 		done <- err
 	}()
@@ -113,10 +113,20 @@ func waitHealthy(t testing.TB, base string) {
 	}
 }
 
+// browserUA is a desktop browser's User-Agent: the app counts Go's own
+// as a crawler's, apart from views.
+const browserUA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"
+
+// get GETs url as a browser would.
 func get(t *testing.T, url string) (int, string) {
 	t.Helper()
 	c := &http.Client{Timeout: 10 * time.Second}
-	resp, err := c.Get(url)
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("User-Agent", browserUA)
+	resp, err := c.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,6 +154,33 @@ func TestRunServesMigratesAndShutsDown(t *testing.T) {
 	}
 }
 
+// The counters' settings reach the store and the handlers: auto-creation
+// up to the limit, the embed's framing origins, the API token.
+func TestRunCounterSettings(t *testing.T) {
+	dbURL := testdb.NewMigrated(t)
+	base := startRun(t, map[string]string{"DATABASE_URL": dbURL, "AUTO_CREATE": "true", "MAX_COUNTERS": "2",
+		"EMBED_ORIGINS": "https://blog.example.com", "TIMEZONE": "Asia/Tokyo"}).base
+	if status, body := get(t, base+"/c/fresh"); status != 200 || !strings.Contains(body, `<strong id="count">1</strong>`) {
+		t.Fatalf("the first view of a new name: %d\n%s", status, body)
+	}
+	if status, _ := get(t, base+"/c/another"); status != 404 {
+		t.Errorf("a third counter: %d, want 404 (MAX_COUNTERS=2)", status)
+	}
+	resp, err := http.Get(base + "/c/fresh/embed?count=0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if csp := resp.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "frame-ancestors 'self' https://blog.example.com") {
+		t.Errorf("embed CSP %q", csp)
+	}
+	tokyo, _ := time.LoadLocation("Asia/Tokyo")
+	_, body := get(t, base+"/api/counters/fresh")
+	if today := time.Now().In(tokyo).Format(time.DateOnly); !strings.Contains(body, `"day":"`+today+`"`) {
+		t.Errorf("TIMEZONE=Asia/Tokyo: today is %s there, the API says %s", today, body)
+	}
+}
+
 // The poll interval from the environment reaches the page; a flag wins
 // over the environment.
 func TestRunFlagsOverrideEnvironment(t *testing.T) {
@@ -155,8 +192,11 @@ func TestRunFlagsOverrideEnvironment(t *testing.T) {
 	}
 }
 
+// Every setting is checked before anything else happens: the database
+// URL points nowhere, so a setting checked only after connecting would
+// fail with the connection's error instead of its own.
 func TestRunRejectsBadConfiguration(t *testing.T) {
-	good := testdb.ServerURL(t)
+	good := "postgres://u:secret@127.0.0.1:1/x"
 	tests := []struct {
 		name string
 		env  map[string]string
@@ -175,6 +215,15 @@ func TestRunRejectsBadConfiguration(t *testing.T) {
 		{"bad log level", map[string]string{"DATABASE_URL": good, "LOG_LEVEL": "loud"}, nil, "log level"},
 		{"bad database URL", map[string]string{"DATABASE_URL": "postgres://u:secret@[::1"}, nil, "invalid database URL"},
 		{"bad trusted proxy", map[string]string{"DATABASE_URL": good, "CLIENT_IP_HEADER": "X-Real-IP", "TRUSTED_PROXIES": "10.0.0.0/99"}, nil, "trusted proxy"},
+		{"bad timezone", map[string]string{"DATABASE_URL": good, "TIMEZONE": "Mars/Olympus"}, nil, "timezone"},
+		{"local timezone", map[string]string{"DATABASE_URL": good, "TIMEZONE": "Local"}, nil, "timezone"},
+		{"bad not-counted network", map[string]string{"DATABASE_URL": good, "NOT_COUNTED": "192.0.2.0/24, office"}, nil, "not-counted network \"office\""},
+		{"negative burst limit", map[string]string{"DATABASE_URL": good, "BURST_LIMIT": "-1"}, nil, "burst limit"},
+		{"embed origin with a path", map[string]string{"DATABASE_URL": good, "EMBED_ORIGINS": "https://blog.example.com/posts"}, nil, "embed origin"},
+		{"embed origin smuggling a directive", map[string]string{"DATABASE_URL": good, "EMBED_ORIGINS": "https://a.example; script-src *"}, nil, "embed origin"},
+		{"embed origin without a scheme", map[string]string{"DATABASE_URL": good, "EMBED_ORIGINS": "blog.example.com"}, nil, "embed origin"},
+		{"no counters allowed", map[string]string{"DATABASE_URL": good, "MAX_COUNTERS": "0"}, nil, "counter limit"},
+		{"auto-create not a boolean", map[string]string{"DATABASE_URL": good, "AUTO_CREATE": "sure"}, nil, "$AUTO_CREATE"},
 		{"stray argument", map[string]string{"DATABASE_URL": good}, []string{"extra"}, "unexpected arguments"},
 	}
 	for _, tt := range tests {
@@ -182,7 +231,7 @@ func TestRunRejectsBadConfiguration(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
 			args := append([]string{"hitcounter", "-addr", "127.0.0.1:0"}, tt.args...)
-			err := run(ctx, args, func(k string) string { return tt.env[k] }, io.Discard, io.Discard)
+			err := run(ctx, args, func(k string) string { return tt.env[k] }, nil, io.Discard, io.Discard)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("run error %v, want one mentioning %q", err, tt.want)
 			}
@@ -205,7 +254,7 @@ func TestRunFailsWhenDatabaseUnreachable(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	env := map[string]string{"DATABASE_URL": dead, "DB_RETRIES": "2", "DB_RETRY_INITIAL_DELAY": "1ms"}
-	err = run(ctx, []string{"hitcounter", "-addr", "127.0.0.1:0"}, func(k string) string { return env[k] }, io.Discard, io.Discard)
+	err = run(ctx, []string{"hitcounter", "-addr", "127.0.0.1:0"}, func(k string) string { return env[k] }, nil, io.Discard, io.Discard)
 	if !errors.Is(err, db.ErrUnavailable) {
 		t.Fatalf("run error %v, want one wrapping db.ErrUnavailable", err)
 	}
@@ -215,10 +264,10 @@ func TestRunFailsWhenDatabaseUnreachable(t *testing.T) {
 func TestRunProbe(t *testing.T) {
 	base := startRun(t, map[string]string{"DATABASE_URL": testdb.NewMigrated(t)}).base
 	ctx := context.Background()
-	if err := run(ctx, []string{"hitcounter", "-probe", base + "/readyz"}, func(string) string { return "" }, io.Discard, io.Discard); err != nil {
+	if err := run(ctx, []string{"hitcounter", "-probe", base + "/readyz"}, func(string) string { return "" }, nil, io.Discard, io.Discard); err != nil {
 		t.Fatalf("probe of a ready server: %v", err)
 	}
-	err := run(ctx, []string{"hitcounter", "-probe", base + "/nope"}, func(string) string { return "" }, io.Discard, io.Discard)
+	err := run(ctx, []string{"hitcounter", "-probe", base + "/nope"}, func(string) string { return "" }, nil, io.Discard, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "404") {
 		t.Fatalf("probe of a 404: %v, want an error naming the status", err)
 	}

@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"fmt"
 	"io"
 	"maps"
 	"net"
@@ -171,7 +172,7 @@ func countOf(t *testing.T, body string) int64 {
 }
 
 func TestNginxInFront(t *testing.T) {
-	p := startProxied(t, proxyOptions{})
+	p := startProxied(t, proxyOptions{env: map[string]string{"EMBED_ORIGINS": "https://blog.example.com"}})
 	c := p.client("127.0.0.1")
 
 	t.Run("page and htmx click through the proxy", func(t *testing.T) {
@@ -298,6 +299,24 @@ func TestNginxInFront(t *testing.T) {
 		}
 	})
 
+	t.Run("the embed may be framed by the owner's origins, nothing else", func(t *testing.T) {
+		testdb.Exec(t, p.dbURL, `insert into counters (name) values ('framed')`)
+		embed := send(t, c, "GET", p.httpsURL+"/c/framed/embed", nil, nil)
+		if embed.StatusCode != 200 {
+			t.Fatalf("embed via nginx: %d\n%s", embed.StatusCode, embed.body)
+		}
+		if csp := embed.Header.Values("Content-Security-Policy"); len(csp) != 1 || !strings.Contains(csp[0], "frame-ancestors 'self' https://blog.example.com;") && !strings.HasSuffix(csp[0], "frame-ancestors 'self' https://blog.example.com") {
+			t.Errorf("embed via nginx: CSP %q, want the app's, with the owner's origin", csp)
+		}
+		if xfo := embed.Header.Values("X-Frame-Options"); len(xfo) != 0 {
+			t.Errorf("embed via nginx: X-Frame-Options %q, want none", xfo)
+		}
+		page := send(t, c, "GET", p.httpsURL+"/c/framed", nil, nil)
+		if xfo := page.Header.Values("X-Frame-Options"); len(xfo) != 1 || xfo[0] != "DENY" {
+			t.Errorf("counter page via nginx: X-Frame-Options %q, want DENY once", xfo)
+		}
+	})
+
 	t.Run("a large body gets 413 and changes nothing", func(t *testing.T) {
 		before := testdb.Hits(t, p.dbURL, "main")
 		r := send(t, c, "POST", p.httpsURL+"/hit", strings.NewReader(strings.Repeat("x", 9000)),
@@ -310,39 +329,46 @@ func TestNginxInFront(t *testing.T) {
 		}
 	})
 
-	t.Run("a flood of clicks gets 429, and every accepted click counts once", func(t *testing.T) {
-		flood := p.client("127.0.0.4")
-		before := testdb.Hits(t, p.dbURL, "main")
-		var ok, limited int64
-		var mu sync.Mutex
-		var wg sync.WaitGroup
-		for range 40 {
-			wg.Go(func() {
-				r := send(t, flood, "POST", p.httpsURL+"/hit", nil, map[string]string{"HX-Request": "true"})
-				mu.Lock()
-				defer mu.Unlock()
-				switch r.StatusCode {
-				case 200:
-					ok++
-				case 429:
-					limited++
-					if !strings.Contains(r.body, "Too many clicks") || !strings.Contains(r.body, `id="counter"`) {
-						t.Errorf("429 body is not the counter fragment with a message:\n%s", r.body)
+	// The 429 fragment polls the counter that was clicked.
+	testdb.Exec(t, p.dbURL, `insert into counters (name) values ('blog')`)
+	for i, tt := range []struct{ counter, hit, poll string }{
+		{"main", "/hit", `hx-get="/count"`},
+		{"blog", "/c/blog/hit", `hx-get="/c/blog/count"`},
+	} {
+		t.Run("a flood of clicks on "+tt.counter+" gets 429, and every accepted click counts once", func(t *testing.T) {
+			flood := p.client(fmt.Sprintf("127.0.0.%d", 4+i))
+			before := testdb.Hits(t, p.dbURL, tt.counter)
+			var ok, limited int64
+			var mu sync.Mutex
+			var wg sync.WaitGroup
+			for range 40 {
+				wg.Go(func() {
+					r := send(t, flood, "POST", p.httpsURL+tt.hit, nil, map[string]string{"HX-Request": "true"})
+					mu.Lock()
+					defer mu.Unlock()
+					switch r.StatusCode {
+					case 200:
+						ok++
+					case 429:
+						limited++
+						if !strings.Contains(r.body, "Too many clicks") || !strings.Contains(r.body, `id="counter"`) || !strings.Contains(r.body, tt.poll) {
+							t.Errorf("429 body is not the counter fragment (%s) with a message:\n%s", tt.poll, r.body)
+						}
+					default:
+						t.Errorf("status %d:\n%s", r.StatusCode, r.body)
 					}
-				default:
-					t.Errorf("status %d:\n%s", r.StatusCode, r.body)
-				}
-			})
-		}
-		wg.Wait()
-		if limited == 0 {
-			t.Fatalf("40 simultaneous clicks, none limited (%d accepted)", ok)
-		}
-		if got := testdb.Hits(t, p.dbURL, "main"); got != before+ok {
-			t.Fatalf("database went from %d to %d with %d accepted clicks", before, got, ok)
-		}
-		t.Logf("40 simultaneous clicks: %d accepted, %d limited", ok, limited)
-	})
+				})
+			}
+			wg.Wait()
+			if limited == 0 {
+				t.Fatalf("40 simultaneous clicks, none limited (%d accepted)", ok)
+			}
+			if got := testdb.Hits(t, p.dbURL, tt.counter); got != before+ok {
+				t.Fatalf("database went from %d to %d with %d accepted clicks", before, got, ok)
+			}
+			t.Logf("40 simultaneous clicks: %d accepted, %d limited", ok, limited)
+		})
+	}
 
 	t.Run("HTTP redirects to HTTPS but serves ACME challenges", func(t *testing.T) {
 		r := send(t, c, "GET", p.httpURL+"/some/page?x=1", nil, map[string]string{})

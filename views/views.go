@@ -17,16 +17,45 @@ type Assets struct {
 // Counter is the live counter fragment, swapped by htmx on click and poll.
 type Counter struct {
 	Hits int64
+	// Today, when set, adds today's views and visitors (named counters).
+	Today *Today
 	// Problem, when set, is shown instead of the count (database down, …).
 	Problem string
-	// PollEvery is how often the fragment refreshes itself.
+	// Poll is the URL the fragment refreshes itself from, every PollEvery.
+	Poll      string
 	PollEvery time.Duration
+}
+
+// Today is a counter's figures of the current day.
+type Today struct {
+	Views, Visitors int64
 }
 
 // Page is the whole home page.
 type Page struct {
 	Assets  Assets
 	Counter Counter
+}
+
+// CounterPage is the page of a named counter, /c/{name}.
+type CounterPage struct {
+	Assets  Assets
+	Name    string
+	Counter Counter
+	Hit     string // where the +1 button posts
+	Chart   Chart
+	// Snippets to copy, with this server's address.
+	Badge, Iframe, JSON string
+	// DontCount says this browser asked not to be counted.
+	DontCount bool
+}
+
+// Embed is the minimal page for an iframe, /c/{name}/embed.
+type Embed struct {
+	Assets  Assets
+	Name    string
+	Counter Counter
+	Hit     string // where the +1 button posts; empty: no button
 }
 
 // Error is a page for a request that went wrong as a whole (404, 405, …).
@@ -50,3 +79,12 @@ func times(n int64) string {
 	}
 	return "times"
 }
+
+func plural(n int64, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }

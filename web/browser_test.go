@@ -348,6 +348,74 @@ type browserPollHold struct {
 	release chan struct{}
 }
 
+// TestBrowserNamedCounter: a named counter's page shows its chart, a click
+// counts without a reload, and another visitor's click arrives by polling.
+func TestBrowserNamedCounter(t *testing.T) {
+	chromium := browserPath(t)
+	a := startBrowserApp(t)
+	testdb.Exec(t, a.dbURL, `insert into counters (name, hits) values ('blog', 40)`)
+	// History: views and visitors on some of the last days.
+	testdb.Exec(t, a.dbURL, `insert into counter_days (counter, day, views, visitors)
+		select 'blog', current_date - n, (n * 7) % 13 + 1, (n * 7) % 13 / 2 + 1
+		from generate_series(1, 29) n where n % 4 <> 0`)
+	tab := startBrowser(t, chromium)
+	tab.hit = "/c/blog/hit"
+
+	tab.load(a.URL + "/c/blog")
+	if n := tab.readCount(); n != 41 {
+		t.Fatalf("the view shows %d, want 41", n)
+	}
+	bars := browserEval[float64](tab, `document.querySelectorAll('#chart g.day').length`)
+	tall := browserEval[float64](tab, `[...document.querySelectorAll('#chart rect.views')].filter(r => r.getBoundingClientRect().height > 0).length`)
+	if bars != 30 || tall < 20 {
+		t.Fatalf("the chart shows %v days, %v of them with a visible bar; want 30 and at least 20", bars, tall)
+	}
+	if box := browserEval[float64](tab, `document.getElementById('chart').getBoundingClientRect().height`); box < 50 {
+		t.Fatalf("the chart is %vpx tall: not visible", box)
+	}
+	tab.waitHTMXReady()
+	tab.setMarker()
+
+	tab.clickPlusOne()
+	tab.waitFigures(42, 2)
+	tab.checkNotReloaded("the click")
+
+	// Another visitor, JavaScript off: the poll brings the change.
+	resp, err := (&http.Client{
+		Timeout:       browserWaitTimeout,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}).PostForm(a.URL+"/c/blog/hit", url.Values{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("another visitor's click: %s", resp.Status)
+	}
+	tab.waitFigures(43, 3)
+	tab.checkNotReloaded("polling")
+	if got := testdb.Hits(t, a.dbURL, "blog"); got != 43 {
+		t.Errorf("the database holds %d, want 43", got)
+	}
+	tab.screenshots()
+	tab.logProblems()
+}
+
+// waitFigures waits until a named counter's fragment shows total in all
+// and today views today.
+func (b *browserTab) waitFigures(total, today int64) {
+	b.t.Helper()
+	want := fmt.Sprintf("%d %d", total, today)
+	b.waitFor(browserWaitTimeout, "the counter to read "+want, func(ctx context.Context) (bool, string) {
+		s, err := chromedp.Run(ctx, chromedp.Evaluate[string](
+			`(document.getElementById('count')?.textContent ?? '') + ' ' + (document.getElementById('today')?.textContent ?? '')`))
+		if err != nil {
+			return false, err.Error()
+		}
+		return s == want, fmt.Sprintf("reads %q (counter: %q)", s, b.counterText(ctx))
+	})
+}
+
 // startBrowserApp serves the app on a fresh database of its own.
 func startBrowserApp(t *testing.T) *browserApp {
 	t.Helper()
@@ -452,6 +520,7 @@ type browserTab struct {
 	t      *testing.T
 	ctx    context.Context // chromedp context of the tab; no deadline
 	events *browserEvents  // what the tab has reported since it opened
+	hit    string          // the action of the page's +1 form
 }
 
 // startBrowser starts a headless Chromium for t and returns its tab, with
@@ -476,6 +545,9 @@ func startBrowser(t *testing.T, path string) *browserTab {
 		chromedp.Flag("disable-extensions", true),
 		chromedp.Flag("disable-default-apps", true),
 		chromedp.WindowSize(1280, 800),
+		// Headless Chromium says so in its User-Agent, and crawlers' views
+		// count apart: be the browser people use.
+		chromedp.UserAgent(browserUA),
 		chromedp.CombinedOutput(out),
 	)
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
@@ -510,7 +582,7 @@ func startBrowser(t *testing.T, path string) *browserTab {
 	if err := chromedp.Listen(ctx, ev.record); err != nil {
 		t.Fatalf("listen to the tab: %v", err)
 	}
-	return &browserTab{t: t, ctx: ctx, events: ev}
+	return &browserTab{t: t, ctx: ctx, events: ev, hit: "/hit"}
 }
 
 // browserEvents records what a tab reports: errors and warnings of every
@@ -623,7 +695,7 @@ func (b *browserTab) clickPlusOne() {
 	b.t.Helper()
 	ctx, cancel := context.WithTimeout(b.ctx, browserWaitTimeout)
 	defer cancel()
-	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`form[action="/hit"] button`))); err != nil {
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`form[action="`+b.hit+`"] button`))); err != nil {
 		b.t.Fatalf("click +1: %v", err)
 	}
 }
@@ -704,7 +776,7 @@ func (b *browserTab) waitHTMXReady() {
 	b.t.Helper()
 	b.waitFor(browserWaitTimeout, "htmx to load and process the form", func(ctx context.Context) (bool, string) {
 		state, err := chromedp.Run(ctx, chromedp.Evaluate[string](
-			`typeof htmx + ' ' + (document.querySelector('form[action="/hit"]')?.getAttribute('data-htmx-powered') ?? 'unprocessed')`))
+			`typeof htmx + ' ' + (document.querySelector('form[action="`+b.hit+`"]')?.getAttribute('data-htmx-powered') ?? 'unprocessed')`))
 		if err != nil {
 			return false, err.Error()
 		}

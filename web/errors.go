@@ -35,7 +35,16 @@ func problem(err error) (status int, msg string) {
 		return http.StatusNotFound, "That counter does not exist."
 	case errors.Is(err, db.ErrInvalid):
 		return http.StatusBadRequest, "The request was not valid."
+	case errors.Is(err, db.ErrExists):
+		return http.StatusConflict, "A counter of that name already exists."
 	default:
 		return http.StatusInternalServerError, "Something went wrong on our side. Please try again."
 	}
+}
+
+// isStorageFailure tells a failure of the storage (shown in place of the
+// count, and retried by the page's poll) from an answer about the request.
+func isStorageFailure(err error) bool {
+	status, _ := problem(err)
+	return status >= 500
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/hitcounter/hitcounter/db"
 	"github.com/hitcounter/hitcounter/views"
 )
 
@@ -14,24 +15,51 @@ import (
 // shows the hit the click just added instead of counting another one.
 const countedParam = "counted"
 
-// index is the page. Viewing it counts a hit and shows the counted value;
-// HEAD and the redirect after a no-JavaScript click only read.
-func (s *server) index(w http.ResponseWriter, r *http.Request) error {
-	var (
-		n   int64
-		err error
-	)
-	if r.Method == http.MethodHead || r.URL.Query().Has(countedParam) {
-		n, err = s.store.Count(r.Context(), counterName)
-	} else {
-		n, err = s.store.Increment(r.Context(), counterName)
+// counterOf is the counter a request is about: the {name} of /c/{name}/…,
+// or the main counter. A name outside the rule is refused before any
+// storage is asked.
+func counterOf(r *http.Request) (string, error) {
+	name := chi.URLParam(r, "name")
+	if name == "" {
+		return mainCounter, nil
 	}
-	return s.page(w, r, n, err)
+	if !db.ValidName(name) {
+		return "", errorf(http.StatusBadRequest, "That is not a valid counter name: "+db.NameRule+".")
+	}
+	return name, nil
+}
+
+// counterPath is the counter's page; the main counter's is /.
+func counterPath(name string) string {
+	if name == mainCounter {
+		return "/"
+	}
+	return "/c/" + name
+}
+
+// index is the home page. Viewing it counts a hit and shows the counted
+// value; HEAD and the redirect after a no-JavaScript click only read.
+func (s *server) index(w http.ResponseWriter, r *http.Request) error {
+	c, err := s.pageView(r, mainCounter)
+	return s.page(w, r, c, err)
+}
+
+// pageView counts a page view, or only reads for HEAD and the page a
+// no-JavaScript click was redirected to.
+func (s *server) pageView(r *http.Request, name string) (db.Counts, error) {
+	if r.Method == http.MethodHead || r.URL.Query().Has(countedParam) {
+		return s.store.Counts(r.Context(), name)
+	}
+	return s.view(r, name)
 }
 
 // hit is the +1 button. htmx gets the new counter fragment; a plain form
 // post (JavaScript off) is redirected back to the page (Post/Redirect/Get).
 func (s *server) hit(w http.ResponseWriter, r *http.Request) error {
+	name, err := counterOf(r)
+	if err != nil {
+		return err
+	}
 	if err := r.ParseForm(); err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
@@ -39,15 +67,19 @@ func (s *server) hit(w http.ResponseWriter, r *http.Request) error {
 		}
 		return errorf(http.StatusBadRequest, "The request body is not a valid form.")
 	}
-	n, err := s.store.Increment(r.Context(), counterName)
+	c, err := s.view(r, name)
 	w.Header().Add("Vary", "HX-Request")
 	if isHTMX(r) {
-		return s.fragment(w, r, n, err)
+		return s.fragment(w, r, c, err)
 	}
 	if err != nil {
-		return s.page(w, r, n, err)
+		return s.page(w, r, c, err)
 	}
-	http.Redirect(w, r, "/?"+countedParam, http.StatusSeeOther)
+	back := counterPath(name) + "?" + countedParam
+	if r.URL.Query().Has("embed") {
+		back = "/c/" + name + "/embed?button&" + countedParam
+	}
+	http.Redirect(w, r, back, http.StatusSeeOther)
 	return nil
 }
 
@@ -55,55 +87,73 @@ func (s *server) hit(w http.ResponseWriter, r *http.Request) error {
 // the poller a 304 and no body (ETag). Every poller asks for the same few
 // bytes until the count changes, so the last rendering is kept.
 func (s *server) count(w http.ResponseWriter, r *http.Request) error {
-	n, err := s.store.Count(r.Context(), counterName)
+	name, err := counterOf(r)
 	if err != nil {
-		return s.fragment(w, r, n, err)
+		return err
 	}
-	p := s.lastPoll.Load()
-	if p == nil || p.counter != counterName || p.hits != n {
-		c, _ := s.counterView(r, n, nil)
-		body, err := s.renderBytes(w, r, views.CounterFragment(c))
+	c, err := s.store.Counts(r.Context(), name)
+	if err != nil {
+		return s.fragment(w, r, c, err)
+	}
+	p, _ := s.lastPolls.Load(name)
+	last, _ := p.(*renderedPoll)
+	if last == nil || last.counts != c {
+		v, _ := s.counterView(r, c, nil)
+		body, err := s.renderBytes(w, r, views.CounterFragment(v))
 		if err != nil {
 			return err
 		}
-		p = &renderedPoll{counter: counterName, hits: n, body: body, etag: etagOf(body)}
-		s.lastPoll.Store(p)
+		last = &renderedPoll{counts: c, body: body, etag: etagOf(body)}
+		s.lastPolls.Store(name, last)
 	}
-	s.send(w, r, http.StatusOK, p.body, p.etag)
+	s.send(w, r, http.StatusOK, last.body, last.etag)
 	return nil
 }
 
 // renderedPoll is a poll answer as sent: the same for every poller of the
-// same count.
+// same counts.
 type renderedPoll struct {
-	counter string
-	hits    int64
-	body    []byte
-	etag    string
+	counts db.Counts
+	body   []byte
+	etag   string
 }
 
-// page renders the whole page; a storage failure shows in place of the count
-// (with its status) and the page keeps polling, so it recovers by itself.
-func (s *server) page(w http.ResponseWriter, r *http.Request, n int64, err error) error {
-	c, status := s.counterView(r, n, err)
-	return s.render(w, r, status, views.HomePage(views.Page{Assets: s.assets, Counter: c}))
+// page renders the home page; a storage failure shows in place of the
+// count (with its status) and the page keeps polling, so it recovers by
+// itself.
+func (s *server) page(w http.ResponseWriter, r *http.Request, c db.Counts, err error) error {
+	v, status := s.counterView(r, c, err)
+	if name, _ := counterOf(r); name != mainCounter {
+		return s.counterPageOf(w, r, name, v, status)
+	}
+	return s.render(w, r, status, views.HomePage(views.Page{Assets: s.assets, Counter: v}))
 }
 
-func (s *server) fragment(w http.ResponseWriter, r *http.Request, n int64, err error) error {
-	c, status := s.counterView(r, n, err)
-	return s.render(w, r, status, views.CounterFragment(c))
+func (s *server) fragment(w http.ResponseWriter, r *http.Request, c db.Counts, err error) error {
+	v, status := s.counterView(r, c, err)
+	return s.render(w, r, status, views.CounterFragment(v))
 }
 
-// counterView turns a storage result into the counter's view model.
-func (s *server) counterView(r *http.Request, n int64, err error) (views.Counter, int) {
-	c := views.Counter{Hits: n, PollEvery: s.cfg.PollInterval}
+// counterView turns a storage result into the counter's view model. The
+// main counter shows its total as it always did; named counters show
+// today's figures too.
+func (s *server) counterView(r *http.Request, c db.Counts, err error) (views.Counter, int) {
+	name, nameErr := counterOf(r)
+	if nameErr != nil {
+		name = mainCounter // a refused name has no fragment of its own
+	}
+	v := views.Counter{Hits: c.Total, PollEvery: s.cfg.PollInterval, Poll: "/count"}
+	if name != mainCounter {
+		v.Poll = "/c/" + name + "/count"
+		v.Today = &views.Today{Views: c.Views, Visitors: c.Visitors}
+	}
 	if err == nil {
-		return c, http.StatusOK
+		return v, http.StatusOK
 	}
 	noteError(r, err)
 	status, msg := problem(err)
-	c.Problem = msg
-	return c, status
+	v.Problem, v.Today = msg, nil
+	return v, status
 }
 
 // healthz says the process is alive; it never touches the database, so a

@@ -13,6 +13,7 @@ import (
 
 	"github.com/a-h/templ"
 
+	"github.com/hitcounter/hitcounter/db"
 	"github.com/hitcounter/hitcounter/views"
 )
 
@@ -34,7 +35,8 @@ func (s *server) handle(h handlerFunc) http.HandlerFunc {
 		// counter: answer with the counter showing the message, still polling.
 		page := views.ErrorPage(views.Error{Assets: s.assets, Title: http.StatusText(status), Message: msg})
 		if isHTMX(r) {
-			page = views.CounterFragment(views.Counter{Problem: msg, PollEvery: s.cfg.PollInterval})
+			v, _ := s.counterView(r, db.Counts{}, err)
+			page = views.CounterFragment(v)
 		}
 		if err := s.render(w, r, status, page); err != nil {
 			noteError(r, err)
@@ -66,18 +68,28 @@ func (s *server) renderBytes(w http.ResponseWriter, r *http.Request, c templ.Com
 	return buf.Bytes(), nil
 }
 
-// send writes a rendered body. With an etag, the answer is one browsers may
-// keep but must revalidate each time (no-cache), and a request whose
-// If-None-Match matches gets 304 with no body; without, it is never stored.
+// send writes a rendered page or fragment. With an etag, the answer is one
+// browsers may keep but must revalidate each time (no-cache), and a request
+// whose If-None-Match matches gets 304 with no body; without, it is never
+// stored.
 func (s *server) send(w http.ResponseWriter, r *http.Request, status int, body []byte, etag string) {
+	cache := "no-store"
+	if etag != "" {
+		cache = "no-cache"
+	}
+	s.sendAs(w, r, status, "text/html; charset=utf-8", cache, body, etag)
+}
+
+// sendAs writes body with its type and caching; with an etag, a matching
+// If-None-Match gets 304 and no body.
+func (s *server) sendAs(w http.ResponseWriter, r *http.Request, status int, ctype, cacheControl string, body []byte, etag string) {
 	h := w.Header()
-	h.Set("Content-Type", "text/html; charset=utf-8")
-	h.Set("Cache-Control", "no-store")
+	h.Set("Content-Type", ctype)
+	h.Set("Cache-Control", cacheControl)
 	if status == http.StatusServiceUnavailable {
 		h.Set("Retry-After", "2")
 	}
 	if etag != "" {
-		h.Set("Cache-Control", "no-cache")
 		h.Set("ETag", etag)
 		if etagMatches(r.Header.Get("If-None-Match"), etag) {
 			w.WriteHeader(http.StatusNotModified)

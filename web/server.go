@@ -9,21 +9,27 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
-	"sync/atomic"
+	"net/netip"
+	"sync"
 	"time"
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/hitcounter/hitcounter/db"
 	"github.com/hitcounter/hitcounter/views"
 )
 
 // Store is what the handlers need from the counter storage. *db.Store
 // satisfies it; errors wrap the kinds of package db.
 type Store interface {
-	// Increment adds one hit and returns the new count.
-	Increment(ctx context.Context, counter string) (int64, error)
-	// Count returns the current count.
-	Count(ctx context.Context, counter string) (int64, error)
+	// Record counts one hit of a counter and returns its counts after it.
+	Record(ctx context.Context, counter string, h db.Hit) (db.Counts, error)
+	// Counts returns a counter's total and today's figures.
+	Counts(ctx context.Context, counter string) (db.Counts, error)
+	// Days returns a counter's day rows from from to to (dates).
+	Days(ctx context.Context, counter string, from, to time.Time) ([]db.Day, error)
+	// Today is the current date in the store's timezone.
+	Today() time.Time
 	// Ready reports whether the storage can serve requests now.
 	Ready(ctx context.Context) error
 }
@@ -42,8 +48,20 @@ type Config struct {
 	// server is reachable directly: the header would be spoofable.
 	ClientIPHeader string
 	// TrustedProxies limits ClientIPHeader to requests from these CIDR
-	// prefixes (e.g. "127.0.0.1/32"); empty trusts any peer.
-	TrustedProxies []string
+	// prefixes (e.g. 127.0.0.1/32); empty trusts any peer.
+	TrustedProxies []netip.Prefix
+	// NotCounted lists client networks whose hits are not counted at all
+	// (the owner's own): their pages show the count without adding to it.
+	NotCounted []netip.Prefix
+	// BurstLimit is the most views one client IP counts per counter per
+	// minute; the rest are answered but recorded as filtered. 0: no limit.
+	BurstLimit int
+	// EmbedOrigins may frame /c/{name}/embed (CSP frame-ancestors), as
+	// scheme://host[:port]; every other page refuses to be framed.
+	EmbedOrigins []string
+	// APIToken, when set, lets server-side callers count hits through
+	// POST /api/counters/{name}/hit with "Authorization: Bearer APIToken".
+	APIToken string
 }
 
 func (c Config) withDefaults() Config {
@@ -59,9 +77,8 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// counterName is the counter the page shows; the table holds named counters
-// so more can come without a schema change.
-const counterName = "main"
+// mainCounter is the counter of the home page, /.
+const mainCounter = "main"
 
 type server struct {
 	cfg    Config
@@ -70,8 +87,10 @@ type server struct {
 	static *staticFiles
 	assets views.Assets
 	mux    *chi.Mux
+	bots   *botDetector
+	burst  *burstCap
 
-	lastPoll atomic.Pointer[renderedPoll]
+	lastPolls sync.Map // counter name → *renderedPoll: the last poll answer
 }
 
 // NewServer returns the whole HTTP handler: routes, middleware and the
@@ -97,6 +116,8 @@ func NewServer(cfg Config, store Store, staticFS fs.FS, htmxFile string, log *sl
 			Favicon: "/static/favicon.svg",
 		},
 	}
+	s.bots = newBotDetector()
+	s.burst = newBurstCap(s.cfg.BurstLimit, time.Minute)
 	if err := s.routes(); err != nil {
 		return nil, err
 	}

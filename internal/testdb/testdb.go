@@ -124,3 +124,19 @@ func WithQuery(t testing.TB, dbURL, k, v string) string {
 	u.RawQuery = q.Encode()
 	return u.String()
 }
+
+// Exec runs one statement straight on the database, bypassing the code
+// under test (e.g. to create a counter a test uses).
+func Exec(t testing.TB, dbURL, sql string, args ...any) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(ctx, sql, args...); err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+}

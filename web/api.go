@@ -1,0 +1,167 @@
+package web
+
+import (
+	"crypto/subtle"
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/hitcounter/hitcounter/db"
+)
+
+// The JSON API. Reads are open to every origin (CORS), since counts are
+// public; the one write, POST /api/counters/{name}/hit, is for server-side
+// callers with the API token.
+
+// maxAPIDays bounds one /days request.
+const maxAPIDays = 366
+
+// apiCounts is the JSON of a counter.
+type apiCounts struct {
+	Name          string    `json:"name"`
+	Total         int64     `json:"total"`
+	Day           string    `json:"day"`
+	ViewsToday    int64     `json:"views_today"`
+	VisitorsToday int64     `json:"visitors_today"`
+	BotsToday     int64     `json:"bots_today"`
+	FilteredToday int64     `json:"filtered_today"`
+	Updated       time.Time `json:"updated"`
+}
+
+func apiCountsOf(c db.Counts) apiCounts {
+	return apiCounts{Name: c.Name, Total: c.Total, Day: c.Day.Format(time.DateOnly),
+		ViewsToday: c.Views, VisitorsToday: c.Visitors, BotsToday: c.Bots, FilteredToday: c.Filtered,
+		Updated: c.Updated.UTC()}
+}
+
+type apiDay struct {
+	Day      string `json:"day"`
+	Views    int64  `json:"views"`
+	Visitors int64  `json:"visitors"`
+	Bots     int64  `json:"bots"`
+	Filtered int64  `json:"filtered"`
+}
+
+type apiDays struct {
+	Name string   `json:"name"`
+	From string   `json:"from"`
+	To   string   `json:"to"`
+	Days []apiDay `json:"days"`
+}
+
+// apiProblem is an error in the API, as RFC 9457 problem details.
+type apiProblem struct {
+	Status int    `json:"status"`
+	Title  string `json:"title"`
+	Detail string `json:"detail"`
+}
+
+type apiFunc func(w http.ResponseWriter, r *http.Request) (any, error)
+
+// api adapts an apiFunc: its value becomes JSON, its error problem JSON
+// through the one problem table.
+func (s *server) api(h apiFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Access-Control-Allow-Origin", "*")
+		v, err := h(w, r)
+		status := http.StatusOK
+		ctype := "application/json"
+		if err != nil {
+			noteError(r, err)
+			var msg string
+			status, msg = problem(err)
+			v = apiProblem{Status: status, Title: http.StatusText(status), Detail: msg}
+			ctype = "application/problem+json"
+		}
+		body, err := json.Marshal(v)
+		if err != nil {
+			noteError(r, err)
+			http.Error(w, "Something went wrong on our side.", http.StatusInternalServerError)
+			return
+		}
+		s.sendAs(w, r, status, ctype, "no-store", append(body, '\n'), "")
+	}
+}
+
+// apiCounter is GET /api/counters/{name}.
+func (s *server) apiCounter(w http.ResponseWriter, r *http.Request) (any, error) {
+	name, err := counterOf(r)
+	if err != nil {
+		return nil, err
+	}
+	c, err := s.store.Counts(r.Context(), name)
+	if err != nil {
+		return nil, err
+	}
+	return apiCountsOf(c), nil
+}
+
+// apiDays is GET /api/counters/{name}/days?from=YYYY-MM-DD&to=YYYY-MM-DD:
+// one row per day, zeros included; the last 30 days by default.
+func (s *server) apiDays(w http.ResponseWriter, r *http.Request) (any, error) {
+	name, err := counterOf(r)
+	if err != nil {
+		return nil, err
+	}
+	to, from := s.store.Today(), time.Time{}
+	q := r.URL.Query()
+	if v := q.Get("to"); v != "" {
+		if to, err = parseDay("to", v); err != nil {
+			return nil, err
+		}
+	}
+	from = to.AddDate(0, 0, -(chartDays - 1))
+	if v := q.Get("from"); v != "" {
+		if from, err = parseDay("from", v); err != nil {
+			return nil, err
+		}
+	}
+	switch n := int(to.Sub(from).Hours()/24) + 1; {
+	case n < 1:
+		return nil, errorf(http.StatusBadRequest, "from must not be after to.")
+	case n > maxAPIDays:
+		return nil, errorf(http.StatusBadRequest, "Ask for at most "+strconv.Itoa(maxAPIDays)+" days at a time.")
+	}
+	days, err := s.store.Days(r.Context(), name, from, to)
+	if err != nil {
+		return nil, err
+	}
+	out := apiDays{Name: name, From: from.Format(time.DateOnly), To: to.Format(time.DateOnly), Days: []apiDay{}}
+	for _, d := range db.FillDays(days, from, to) {
+		out.Days = append(out.Days, apiDay{Day: d.Day.Format(time.DateOnly), Views: d.Views,
+			Visitors: d.Visitors, Bots: d.Bots, Filtered: d.Filtered})
+	}
+	return out, nil
+}
+
+func parseDay(param, v string) (time.Time, error) {
+	d, err := time.Parse(time.DateOnly, v)
+	if err != nil {
+		return time.Time{}, errorf(http.StatusBadRequest, param+" must be a date, YYYY-MM-DD.")
+	}
+	return d, nil
+}
+
+// apiHit is POST /api/counters/{name}/hit, with "Authorization: Bearer
+// <API_TOKEN>": a server-side caller counts one view.
+func (s *server) apiHit(w http.ResponseWriter, r *http.Request) (any, error) {
+	if s.cfg.APIToken == "" {
+		return nil, errorf(http.StatusForbidden, "Counting through the API is switched off on this server (no API token is set).")
+	}
+	const prefix = "Bearer "
+	auth := r.Header.Get("Authorization")
+	if len(auth) < len(prefix) || subtle.ConstantTimeCompare([]byte(auth[len(prefix):]), []byte(s.cfg.APIToken)) != 1 || auth[:len(prefix)] != prefix {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="hitcounter"`)
+		return nil, errorf(http.StatusUnauthorized, "A valid API token is needed: Authorization: Bearer <token>.")
+	}
+	name, err := counterOf(r)
+	if err != nil {
+		return nil, err
+	}
+	c, err := s.store.Record(r.Context(), name, db.Hit{Kind: db.View})
+	if err != nil {
+		return nil, err
+	}
+	return apiCountsOf(c), nil
+}

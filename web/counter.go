@@ -1,0 +1,111 @@
+package web
+
+import (
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/hitcounter/hitcounter/db"
+	"github.com/hitcounter/hitcounter/views"
+)
+
+// chartDays is how many days the counter page's chart shows.
+const chartDays = 30
+
+// counterPage is /c/{name}: like the home page (a view counts), with
+// today's figures, the chart of the last days and snippets to copy.
+func (s *server) counterPage(w http.ResponseWriter, r *http.Request) error {
+	name, err := counterOf(r)
+	if err != nil {
+		return err
+	}
+	c, err := s.pageView(r, name)
+	if err != nil && !isStorageFailure(err) {
+		return err // unknown counter: a 404 page, not a counter page
+	}
+	return s.page(w, r, c, err)
+}
+
+// counterPageOf renders the counter page around its counter fragment v.
+func (s *server) counterPageOf(w http.ResponseWriter, r *http.Request, name string, v views.Counter, status int) error {
+	p := views.CounterPage{
+		Assets:    s.assets,
+		Name:      name,
+		Counter:   v,
+		Hit:       "/c/" + name + "/hit",
+		DontCount: dontCount(r),
+	}
+	if status == http.StatusOK {
+		to := s.store.Today()
+		from := to.AddDate(0, 0, -(chartDays - 1))
+		days, err := s.store.Days(r.Context(), name, from, to)
+		if err != nil {
+			noteError(r, err)
+			status, p.Counter.Problem = problem(err)
+			p.Counter.Today = nil
+		}
+		p.Chart = chartOf(db.FillDays(days, from, to))
+	}
+	base := baseURL(r)
+	p.Badge = "[![" + name + " views](" + base + "/c/" + name + "/badge.svg)](" + base + "/c/" + name + ")"
+	p.Iframe = `<iframe src="` + base + "/c/" + name + `/embed?button" title="` + name +
+		` hit counter" width="320" height="120" loading="lazy"></iframe>`
+	p.JSON = base + "/api/counters/" + name
+	return s.render(w, r, status, views.CounterPageView(p))
+}
+
+func chartOf(days []db.Day) views.Chart {
+	var c views.Chart
+	for _, d := range days {
+		c.Days = append(c.Days, views.ChartDay{
+			Date:     d.Day.Format(time.DateOnly),
+			Label:    d.Day.Format("Jan 2"),
+			Views:    d.Views,
+			Visitors: d.Visitors,
+		})
+	}
+	return c
+}
+
+// baseURL is this server's address as the client reached it, for the
+// snippets: the Host header, with https when the request came over TLS or
+// a proxy says it did.
+func baseURL(r *http.Request) string {
+	scheme := "http"
+	if r.TLS != nil || r.Header.Get("X-Forwarded-Proto") == "https" {
+		scheme = "https"
+	}
+	return (&url.URL{Scheme: scheme, Host: r.Host}).String()
+}
+
+// dontCount sets or clears the cookie that stops this browser's views from
+// counting: only on this explicit request (the form on the counter page).
+func (s *server) dontCount(w http.ResponseWriter, r *http.Request) error {
+	if err := r.ParseForm(); err != nil {
+		return errorf(http.StatusBadRequest, "The request body is not a valid form.")
+	}
+	back := r.PostForm.Get("back")
+	if back != "/" && !(strings.HasPrefix(back, "/c/") && db.ValidName(strings.TrimPrefix(back, "/c/"))) {
+		return errorf(http.StatusBadRequest, "The form names no counter page to return to.")
+	}
+	c := &http.Cookie{
+		Name:     dontCountCookie,
+		Value:    "1",
+		Path:     "/",
+		MaxAge:   10 * 365 * 24 * 60 * 60,
+		HttpOnly: true,
+		Secure:   r.TLS != nil || r.Header.Get("X-Forwarded-Proto") == "https",
+		SameSite: http.SameSiteLaxMode,
+	}
+	switch r.PostForm.Get("count") {
+	case "no":
+	case "yes":
+		c.Value, c.MaxAge = "", -1
+	default:
+		return errorf(http.StatusBadRequest, "The form must say count=yes or count=no.")
+	}
+	http.SetCookie(w, c)
+	http.Redirect(w, r, back+"?"+countedParam, http.StatusSeeOther)
+	return nil
+}

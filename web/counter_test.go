@@ -1,0 +1,425 @@
+package web_test
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/PuerkitoBio/goquery"
+
+	"github.com/hitcounter/hitcounter/internal/testdb"
+	"github.com/hitcounter/hitcounter/web"
+)
+
+// newAppWith serves the app with one named counter, "blog".
+func newAppWith(t *testing.T, cfg web.Config) *app {
+	t.Helper()
+	a := newApp(t, cfg)
+	testdb.Exec(t, a.dbURL, `insert into counters (name) values ('blog')`)
+	return a
+}
+
+// apiCounter reads GET /api/counters/{name}.
+func (a *app) apiCounter(t *testing.T, name string) map[string]any {
+	t.Helper()
+	resp, body := a.do(t, "GET", "/api/counters/"+name, nil, nil)
+	wantStatus(t, resp, 200)
+	var v map[string]any
+	if err := json.Unmarshal([]byte(body), &v); err != nil {
+		t.Fatalf("JSON: %v\n%s", err, body)
+	}
+	return v
+}
+
+func figure(t *testing.T, body, id string) int64 {
+	t.Helper()
+	sel := parse(t, body).Find("#" + id)
+	n, err := strconv.ParseInt(strings.TrimSpace(sel.Text()), 10, 64)
+	if sel.Length() != 1 || err != nil {
+		t.Fatalf("#%s: %d elements, %q", id, sel.Length(), sel.Text())
+	}
+	return n
+}
+
+// A named counter's page counts a view and shows the total, today's
+// views and visitors, a chart of 30 labelled days and the snippets; its
+// fragment polls its own address.
+func TestNamedCounterPage(t *testing.T) {
+	a := newAppWith(t, web.Config{})
+	a.do(t, "GET", "/c/blog", nil, nil)
+	resp, body := a.do(t, "GET", "/c/blog", nil, nil)
+	wantStatus(t, resp, 200)
+	if got := [3]int64{figure(t, body, "count"), figure(t, body, "today"), figure(t, body, "visitors")}; got != [3]int64{2, 2, 1} {
+		t.Errorf("total, today, visitors: got %v, want [2 2 1] (one visitor viewed twice)", got)
+	}
+	doc := parse(t, body)
+	if got := doc.Find("#counter").AttrOr("hx-get", ""); got != "/c/blog/count" {
+		t.Errorf("the fragment polls %q", got)
+	}
+	if got := doc.Find(`form[action="/c/blog/hit"][hx-post="/c/blog/hit"]`).Length(); got != 1 {
+		t.Errorf("%d +1 forms posting to /c/blog/hit, want 1", got)
+	}
+	days := doc.Find("#chart g.day")
+	if days.Length() != 30 {
+		t.Fatalf("the chart has %d days, want 30", days.Length())
+	}
+	labelled := 0
+	days.Each(func(_ int, g *goquery.Selection) {
+		if g.AttrOr("role", "") == "img" && g.AttrOr("aria-label", "") != "" && g.Find("title").Text() == g.AttrOr("aria-label", "") {
+			labelled++
+		}
+	})
+	if labelled != 30 {
+		t.Errorf("%d of 30 bars have a role, a label and a title", labelled)
+	}
+	today := days.Last()
+	if got := today.AttrOr("data-date", ""); got != time.Now().UTC().Format(time.DateOnly) {
+		t.Errorf("the last bar is %q, want today", got)
+	}
+	if got := today.AttrOr("aria-label", ""); !strings.HasSuffix(got, ": 2 views, 1 visitor") {
+		t.Errorf("today's bar says %q", got)
+	}
+	for id, want := range map[string]string{
+		"snippet-badge":  a.srv.URL + "/c/blog/badge.svg",
+		"snippet-iframe": `<iframe src="` + a.srv.URL + `/c/blog/embed?button"`,
+		"snippet-json":   a.srv.URL + "/api/counters/blog",
+	} {
+		if got := doc.Find("#" + id).Text(); !strings.Contains(got, want) {
+			t.Errorf("#%s is %q, want it to contain %q", id, got, want)
+		}
+	}
+	resp, body = a.do(t, "GET", "/c/blog/count", nil, htmx)
+	wantStatus(t, resp, 200)
+	if figure(t, body, "count") != 2 || figure(t, body, "visitors") != 1 {
+		t.Errorf("the poll changed the count or lost the visitors:\n%s", body)
+	}
+	if got := testdb.Hits(t, a.dbURL, "blog"); got != 2 {
+		t.Errorf("blog: %d hits, want 2", got)
+	}
+	if got := testdb.Hits(t, a.dbURL, "main"); got != 0 {
+		t.Errorf("main: %d hits, want 0: another counter's views went to it", got)
+	}
+}
+
+// The +1 of a named counter: htmx gets its fragment, a plain form post is
+// redirected to its page (or its embed) without counting again.
+func TestNamedCounterHit(t *testing.T) {
+	a := newAppWith(t, web.Config{})
+	resp, body := a.do(t, "POST", "/c/blog/hit", nil, htmx)
+	wantStatus(t, resp, 200)
+	if figure(t, body, "count") != 1 || figure(t, body, "today") != 1 {
+		t.Errorf("fragment after a click:\n%s", body)
+	}
+	for path, want := range map[string]string{
+		"/c/blog/hit":       "/c/blog?counted",
+		"/c/blog/hit?embed": "/c/blog/embed?button&counted",
+	} {
+		resp, _ = a.do(t, "POST", path, nil, nil)
+		wantStatus(t, resp, http.StatusSeeOther)
+		if got := resp.Header.Get("Location"); got != want {
+			t.Errorf("%s redirects to %q, want %q", path, got, want)
+		}
+		resp, _ = a.do(t, "GET", want, nil, nil)
+		wantStatus(t, resp, 200)
+	}
+	if got := testdb.Hits(t, a.dbURL, "blog"); got != 3 {
+		t.Errorf("blog: %d hits, want 3 (the redirect targets only read)", got)
+	}
+}
+
+// Names outside the rule get 400, unknown ones 404, each with a clear
+// message, and nothing is counted or created anywhere.
+func TestCounterNamesRefused(t *testing.T) {
+	a := newAppWith(t, web.Config{})
+	for _, tt := range []struct {
+		method, path string
+		status       int
+		msg          string
+	}{
+		{"GET", "/c/Blog", 400, "That is not a valid counter name"},
+		{"GET", "/c/-x", 400, "That is not a valid counter name"},
+		{"GET", "/c/" + url.PathEscape("a b"), 400, "That is not a valid counter name"},
+		{"GET", "/c/" + strings.Repeat("a", 64), 400, "That is not a valid counter name"},
+		{"POST", "/c/%C3%A9/hit", 400, "That is not a valid counter name"},
+		{"GET", "/c/nope", 404, "That counter does not exist."},
+		{"POST", "/c/nope/hit", 404, "That counter does not exist."},
+		{"GET", "/c/nope/count", 404, "That counter does not exist."},
+		{"GET", "/c/nope/embed", 404, "That counter does not exist."},
+	} {
+		resp, body := a.do(t, tt.method, tt.path, nil, nil)
+		if resp.StatusCode != tt.status || !strings.Contains(parse(t, body).Find(".problem").Text(), tt.msg) {
+			t.Errorf("%s %s: %d %q, want %d %q", tt.method, tt.path, resp.StatusCode, parse(t, body).Find(".problem").Text(), tt.status, tt.msg)
+		}
+	}
+	var n int64
+	for _, name := range []string{"main", "blog"} {
+		n += testdb.Hits(t, a.dbURL, name)
+	}
+	if n != 0 {
+		t.Errorf("%d hits counted by refused requests", n)
+	}
+}
+
+// Crawlers count apart from views and visitors; the owner's networks and
+// a browser that asked not to be counted count nothing; views over the
+// burst cap are recorded as filtered.
+func TestWhatCounts(t *testing.T) {
+	t.Run("bots", func(t *testing.T) {
+		a := newAppWith(t, web.Config{})
+		for _, ua := range []string{
+			"Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
+			"Mozilla/5.0 (compatible; bingbot/2.0; +http://www.bing.com/bingbot.htm)",
+		} {
+			resp, _ := a.do(t, "GET", "/c/blog", nil, map[string]string{"User-Agent": ua})
+			wantStatus(t, resp, 200)
+		}
+		a.do(t, "GET", "/c/blog", nil, nil)
+		// A press of +1 is a person's, whatever the client says it is.
+		a.do(t, "POST", "/c/blog/hit", nil, map[string]string{"User-Agent": "curl/8.5.0"})
+		v := a.apiCounter(t, "blog")
+		if v["total"] != 2.0 || v["views_today"] != 2.0 || v["visitors_today"] != 2.0 || v["bots_today"] != 2.0 {
+			t.Errorf("got %v, want 2 views by 2 visitors and 2 bots", v)
+		}
+	})
+	t.Run("not counted networks", func(t *testing.T) {
+		a := newAppWith(t, web.Config{NotCounted: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}})
+		a.do(t, "GET", "/c/blog", nil, nil)
+		resp, body := a.do(t, "POST", "/c/blog/hit", nil, htmx)
+		wantStatus(t, resp, 200)
+		if figure(t, body, "count") != 0 {
+			t.Errorf("the owner's click shows %d", figure(t, body, "count"))
+		}
+		if v := a.apiCounter(t, "blog"); v["total"] != 0.0 || v["bots_today"] != 0.0 || v["filtered_today"] != 0.0 {
+			t.Errorf("the owner's network counted: %v", v)
+		}
+	})
+	t.Run("burst cap", func(t *testing.T) {
+		a := newAppWith(t, web.Config{BurstLimit: 2})
+		for range 5 {
+			resp, _ := a.do(t, "GET", "/c/blog", nil, nil)
+			wantStatus(t, resp, 200)
+		}
+		a.do(t, "GET", "/", nil, nil) // its own cap per counter
+		v := a.apiCounter(t, "blog")
+		if v["total"] != 2.0 || v["views_today"] != 2.0 || v["filtered_today"] != 3.0 {
+			t.Errorf("got %v, want 2 views and 3 filtered", v)
+		}
+		if got := testdb.Hits(t, a.dbURL, "main"); got != 1 {
+			t.Errorf("main: %d hits, want 1", got)
+		}
+	})
+}
+
+// "Don't count my views on this browser": one explicit click sets the
+// cookie, which stops counting; another click clears it. No other answer
+// sets a cookie.
+func TestDontCountMe(t *testing.T) {
+	a := newAppWith(t, web.Config{})
+	form := map[string]string{"Content-Type": "application/x-www-form-urlencoded"}
+	for _, path := range []string{"/", "/c/blog", "/c/blog/embed", "/c/blog/count", "/api/counters/blog"} {
+		if resp, _ := a.do(t, "GET", path, nil, nil); len(resp.Cookies()) != 0 {
+			t.Errorf("GET %s sets a cookie: %v", path, resp.Header["Set-Cookie"])
+		}
+	}
+	resp, body := a.do(t, "GET", "/c/blog", nil, nil)
+	if got := parse(t, body).Find("#dont-count").Text(); got != "Don't count my views on this browser" {
+		t.Errorf("the toggle says %q", got)
+	}
+	resp, _ = a.do(t, "POST", "/dont-count", strings.NewReader("count=no&back=/c/blog"), form)
+	wantStatus(t, resp, http.StatusSeeOther)
+	if got := resp.Header.Get("Location"); got != "/c/blog?counted" {
+		t.Errorf("back to %q", got)
+	}
+	cookies := resp.Cookies()
+	if len(cookies) != 1 || cookies[0].Value != "1" || !cookies[0].HttpOnly || cookies[0].SameSite != http.SameSiteLaxMode || cookies[0].MaxAge <= 0 {
+		t.Fatalf("cookie: %v", resp.Header["Set-Cookie"])
+	}
+	cookie := map[string]string{"Cookie": cookies[0].Name + "=1"}
+	before := testdb.Hits(t, a.dbURL, "blog")
+	resp, body = a.do(t, "GET", "/c/blog", nil, cookie)
+	wantStatus(t, resp, 200)
+	a.do(t, "GET", "/c/blog/badge.svg", nil, cookie)
+	a.do(t, "POST", "/c/blog/hit", nil, mergeHeaders(cookie, htmx))
+	if got := testdb.Hits(t, a.dbURL, "blog"); got != before {
+		t.Errorf("with the cookie: %d hits counted", got-before)
+	}
+	if got := parse(t, body).Find("#dont-count").Text(); got != "Count my views again" {
+		t.Errorf("the toggle says %q", got)
+	}
+	resp, _ = a.do(t, "POST", "/dont-count", strings.NewReader("count=yes&back=/c/blog"), mergeHeaders(form, cookie))
+	wantStatus(t, resp, http.StatusSeeOther)
+	if c := resp.Cookies(); len(c) != 1 || c[0].MaxAge >= 0 {
+		t.Errorf("the cookie is not cleared: %v", resp.Header["Set-Cookie"])
+	}
+	for _, bad := range []string{"count=maybe&back=/c/blog", "count=no&back=https://evil.example/", "count=no&back=//evil.example", "count=no&back=/c/Bad"} {
+		resp, body = a.do(t, "POST", "/dont-count", strings.NewReader(bad), form)
+		if resp.StatusCode != 400 || len(resp.Cookies()) != 0 || parse(t, body).Find(".problem").Text() == "" {
+			t.Errorf("%s: %d, cookies %v, want 400 with a message and no cookie", bad, resp.StatusCode, resp.Header["Set-Cookie"])
+		}
+	}
+}
+
+func mergeHeaders(hs ...map[string]string) map[string]string {
+	out := map[string]string{}
+	for _, h := range hs {
+		for k, v := range h {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// The embed may be framed by the listed origins only; every other page
+// refuses all framing. ?count=0 reads, ?button adds the +1.
+func TestEmbedFraming(t *testing.T) {
+	a := newAppWith(t, web.Config{EmbedOrigins: []string{"https://blog.example.com", "http://localhost:4000"}})
+	resp, body := a.do(t, "GET", "/c/blog/embed?button", nil, nil)
+	wantStatus(t, resp, 200)
+	csp := resp.Header.Get("Content-Security-Policy")
+	if !strings.Contains(csp, "frame-ancestors 'self' https://blog.example.com http://localhost:4000") || strings.Contains(csp, "frame-ancestors 'none'") {
+		t.Errorf("embed CSP: %q", csp)
+	}
+	if got := resp.Header.Get("X-Frame-Options"); got != "" {
+		t.Errorf("embed X-Frame-Options: %q, want none (it cannot list origins)", got)
+	}
+	if figure(t, body, "count") != 1 || parse(t, body).Find(`form[action="/c/blog/hit?embed"]`).Length() != 1 {
+		t.Errorf("embed with a button:\n%s", body)
+	}
+	resp, body = a.do(t, "GET", "/c/blog/embed?count=0", nil, nil)
+	wantStatus(t, resp, 200)
+	if figure(t, body, "count") != 1 || parse(t, body).Find("form").Length() != 0 {
+		t.Errorf("read-only embed without a button:\n%s", body)
+	}
+	resp, body = a.do(t, "GET", "/c/blog/embed?count=2", nil, nil)
+	if resp.StatusCode != 400 || !strings.Contains(body, "count must be 0 or 1.") {
+		t.Errorf("count=2: %d", resp.StatusCode)
+	}
+	checked := 0
+	for _, path := range []string{"/", "/c/blog", "/c/blog/count", "/c/nope/embed", "/c/blog/badge.svg"} {
+		resp, _ := a.do(t, "GET", path, nil, nil)
+		if !strings.Contains(resp.Header.Get("Content-Security-Policy"), "frame-ancestors 'none'") || resp.Header.Get("X-Frame-Options") != "DENY" {
+			t.Errorf("%s: CSP %q, X-Frame-Options %q: want framing refused", path, resp.Header.Get("Content-Security-Policy"), resp.Header.Get("X-Frame-Options"))
+		}
+		checked++
+	}
+	if checked == 0 {
+		t.Fatal("no page checked")
+	}
+	if got := testdb.Hits(t, a.dbURL, "blog"); got != 3 {
+		t.Errorf("blog: %d hits, want 3 (the embed, the page, the badge)", got)
+	}
+}
+
+// The JSON API: shapes, CORS for reads, problem details for errors, and
+// writes only with the token.
+func TestJSONAPI(t *testing.T) {
+	a := newAppWith(t, web.Config{APIToken: "s3cret-token"})
+	a.do(t, "GET", "/c/blog", nil, nil)
+
+	resp, body := a.do(t, "GET", "/api/counters/blog", nil, map[string]string{"Origin": "https://elsewhere.example"})
+	wantStatus(t, resp, 200)
+	if resp.Header.Get("Access-Control-Allow-Origin") != "*" || resp.Header.Get("Content-Type") != "application/json" {
+		t.Errorf("headers: %v", resp.Header)
+	}
+	var c struct {
+		Name          string    `json:"name"`
+		Total         *int64    `json:"total"`
+		Day           string    `json:"day"`
+		ViewsToday    *int64    `json:"views_today"`
+		VisitorsToday *int64    `json:"visitors_today"`
+		BotsToday     *int64    `json:"bots_today"`
+		FilteredToday *int64    `json:"filtered_today"`
+		Updated       time.Time `json:"updated"`
+	}
+	dec := json.NewDecoder(strings.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&c); err != nil {
+		t.Fatalf("%v\n%s", err, body)
+	}
+	if c.Name != "blog" || *c.Total != 1 || *c.ViewsToday != 1 || *c.VisitorsToday != 1 || *c.BotsToday != 0 || *c.FilteredToday != 0 ||
+		c.Day != time.Now().UTC().Format(time.DateOnly) || time.Since(c.Updated) > time.Minute {
+		t.Errorf("got %s", body)
+	}
+
+	resp, body = a.do(t, "GET", "/api/counters/blog/days", nil, nil)
+	wantStatus(t, resp, 200)
+	var d struct {
+		Name, From, To string
+		Days           []struct {
+			Day                              string
+			Views, Visitors, Bots, Filtered int64
+		}
+	}
+	if err := json.Unmarshal([]byte(body), &d); err != nil {
+		t.Fatal(err)
+	}
+	if len(d.Days) != 30 || d.To != c.Day || d.Days[29].Day != c.Day || d.Days[29].Views != 1 || d.Days[0].Views != 0 {
+		t.Errorf("days: %s", body)
+	}
+	resp, body = a.do(t, "GET", "/api/counters/blog/days?from=2026-01-01&to=2026-01-03", nil, nil)
+	if err := json.Unmarshal([]byte(body), &d); err != nil || len(d.Days) != 3 || d.Days[0].Day != "2026-01-01" {
+		t.Errorf("a chosen range: %d %s", resp.StatusCode, body)
+	}
+
+	for _, tt := range []struct {
+		path   string
+		status int
+		detail string
+	}{
+		{"/api/counters/nope", 404, "That counter does not exist."},
+		{"/api/counters/Nope", 400, "That is not a valid counter name"},
+		{"/api/counters/blog/days?from=yesterday", 400, "from must be a date, YYYY-MM-DD."},
+		{"/api/counters/blog/days?to=2026-13-01", 400, "to must be a date, YYYY-MM-DD."},
+		{"/api/counters/blog/days?from=2026-02-01&to=2026-01-01", 400, "from must not be after to."},
+		{"/api/counters/blog/days?from=2020-01-01&to=2026-01-01", 400, "Ask for at most 366 days at a time."},
+	} {
+		resp, body := a.do(t, "GET", tt.path, nil, nil)
+		var p struct {
+			Status int
+			Detail string
+		}
+		_ = json.Unmarshal([]byte(body), &p)
+		if resp.StatusCode != tt.status || p.Status != tt.status || !strings.HasPrefix(p.Detail, tt.detail) ||
+			resp.Header.Get("Content-Type") != "application/problem+json" {
+			t.Errorf("%s: %d %s, want %d %q", tt.path, resp.StatusCode, body, tt.status, tt.detail)
+		}
+	}
+
+	// Writes: the token, and nothing else.
+	for _, tt := range []struct {
+		auth   string
+		status int
+	}{
+		{"", 401},
+		{"Bearer wrong", 401},
+		{"Basic czNjcmV0LXRva2Vu", 401},
+		{"bearer s3cret-token", 401},
+		{"Bearer s3cret-token", 200},
+	} {
+		h := map[string]string{}
+		if tt.auth != "" {
+			h["Authorization"] = tt.auth
+		}
+		resp, body := a.do(t, "POST", "/api/counters/blog/hit", nil, h)
+		if resp.StatusCode != tt.status {
+			t.Errorf("Authorization %q: %d %s, want %d", tt.auth, resp.StatusCode, body, tt.status)
+		}
+		if tt.status == 401 && resp.Header.Get("WWW-Authenticate") == "" {
+			t.Errorf("Authorization %q: 401 without WWW-Authenticate", tt.auth)
+		}
+	}
+	if got := testdb.Hits(t, a.dbURL, "blog"); got != 2 {
+		t.Errorf("blog: %d hits, want 2 (the page view and the one authorised write)", got)
+	}
+
+	off := newAppWith(t, web.Config{})
+	resp, body = off.do(t, "POST", "/api/counters/blog/hit", nil, map[string]string{"Authorization": "Bearer "})
+	if resp.StatusCode != 403 || !strings.Contains(body, "switched off") {
+		t.Errorf("without a token configured: %d %s", resp.StatusCode, body)
+	}
+}
