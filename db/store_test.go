@@ -7,6 +7,7 @@ import (
 	"net"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hitcounter/hitcounter/internal/testdb"
 )
@@ -252,7 +253,12 @@ func BenchmarkWrite(b *testing.B) {
 	dbURL := testdb.NewMigrated(b)
 	ctx := context.Background()
 	conn := connect(b, dbURL)
-	var hits, version int64
+	// One view with one visitor, as the store writes it.
+	args := []any{"main", time.Now().UTC().Truncate(24 * time.Hour), 1, 0, 0, [][]byte{make([]byte, 16)}}
+	var e entry
+	scan := func(r pgx.Row) error {
+		return r.Scan(&e.hits, &e.version, &e.updated, &e.views, &e.visitors, &e.bots, &e.filtered)
+	}
 	forms := []struct {
 		name  string
 		write func() error
@@ -262,7 +268,7 @@ func BenchmarkWrite(b *testing.B) {
 			if err != nil {
 				return err
 			}
-			if err := tx.QueryRow(ctx, incrementSQL, "main", 1).Scan(&hits, &version); err != nil {
+			if err := scan(tx.QueryRow(ctx, incrementSQL, args...)); err != nil {
 				_ = tx.Rollback(ctx)
 				return err
 			}
@@ -271,18 +277,18 @@ func BenchmarkWrite(b *testing.B) {
 		{"pipelined transaction", func() error {
 			batch := &pgx.Batch{}
 			batch.Queue("begin")
-			batch.Queue(incrementSQL, "main", 1).QueryRow(func(r pgx.Row) error { return r.Scan(&hits, &version) })
+			batch.Queue(incrementSQL, args...).QueryRow(scan)
 			batch.Queue("commit")
 			return conn.SendBatch(ctx, batch).Close()
 		}},
 		{"statement", func() error {
-			return conn.QueryRow(ctx, incrementSQL, "main", 1).Scan(&hits, &version)
+			return scan(conn.QueryRow(ctx, incrementSQL, args...))
 		}},
 		{"ping and statement", func() error {
 			if err := conn.Ping(ctx); err != nil {
 				return err
 			}
-			return conn.QueryRow(ctx, incrementSQL, "main", 1).Scan(&hits, &version)
+			return scan(conn.QueryRow(ctx, incrementSQL, args...))
 		}},
 	}
 	for _, f := range forms {

@@ -9,6 +9,8 @@ import (
 // the inner bar.
 type Chart struct {
 	Days []ChartDay // oldest first
+	// Unavailable says the history could not be read: no chart is drawn.
+	Unavailable bool
 }
 
 // ChartDay is one bar.

@@ -36,16 +36,17 @@ func (s *server) counterPageOf(w http.ResponseWriter, r *http.Request, name stri
 		Hit:       "/c/" + name + "/hit",
 		DontCount: dontCount(r),
 	}
+	p.Chart.Unavailable = true
 	if status == http.StatusOK {
 		to := s.store.Today()
 		from := to.AddDate(0, 0, -(chartDays - 1))
-		days, err := s.store.Days(r.Context(), name, from, to)
-		if err != nil {
+		// The view is counted and its figures are right: a failure to read
+		// the history only leaves the chart out.
+		if days, err := s.store.Days(r.Context(), name, from, to); err != nil {
 			noteError(r, err)
-			status, p.Counter.Problem = problem(err)
-			p.Counter.Today = nil
+		} else {
+			p.Chart = chartOf(db.FillDays(days, from, to))
 		}
-		p.Chart = chartOf(db.FillDays(days, from, to))
 	}
 	base := baseURL(r)
 	p.Badge = "[![" + name + " views](" + base + "/c/" + name + "/badge.svg)](" + base + "/c/" + name + ")"

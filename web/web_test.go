@@ -525,6 +525,7 @@ func TestDatabaseDownAndBack(t *testing.T) {
 	dbURL := testdb.NewMigrated(t)
 	proxy, proxied := pgproxy.ForTest(t, dbURL)
 	a := newAppOn(t, web.Config{}, proxied)
+	testdb.Exec(t, dbURL, `insert into counters (name) values ('blog')`)
 	a.do(t, "GET", "/", nil, nil) // 1
 
 	proxy.SetDown(true)
@@ -539,8 +540,15 @@ func TestDatabaseDownAndBack(t *testing.T) {
 		{"GET", "/", nil},
 		{"GET", "/count", htmx},
 		{"POST", "/hit", htmx},
+		{"GET", "/c/blog", nil},
+		{"GET", "/c/blog/count", htmx},
+		{"POST", "/c/blog/hit", htmx},
 		{"GET", "/readyz", nil},
 	} {
+		poll := "/count"
+		if strings.HasPrefix(r.path, "/c/blog") {
+			poll = "/c/blog/count"
+		}
 		resp, body := a.do(t, r.method, r.path, nil, r.header)
 		wantStatus(t, resp, http.StatusServiceUnavailable)
 		if r.path == "/readyz" {
@@ -553,7 +561,10 @@ func TestDatabaseDownAndBack(t *testing.T) {
 		if got := doc.Find("#counter .problem").Text(); got != "Counter unavailable, retrying…" {
 			t.Errorf("%s %s: message %q", r.method, r.path, got)
 		}
-		if doc.Find("#counter[hx-get='/count'][hx-trigger]").Length() != 1 {
+		if r.path == "/c/blog" && doc.Find("#chart-unavailable").Length() != 1 {
+			t.Errorf("%s %s: no word that the history is unavailable:\n%s", r.method, r.path, body)
+		}
+		if doc.Find("#counter[hx-get='"+poll+"'][hx-trigger]").Length() != 1 {
 			t.Errorf("%s %s: the counter no longer polls:\n%s", r.method, r.path, body)
 		}
 		if doc.Find("#count").Length() != 0 {
