@@ -133,6 +133,7 @@ const (
 	cmdPs          = "docker compose ps -a"
 	cmdLogsWeb     = "docker compose logs web"
 	cmdEnv         = "docker compose exec web env"
+	cmdCounters    = "docker compose exec web /hitcounter counters"
 	cmdStopDB      = "docker compose stop db"
 	cmdStartDB     = "docker compose start db"
 	cmdRecreateWeb = "docker compose up -d --force-recreate web"
@@ -142,7 +143,7 @@ const (
 	cmdDown        = "docker compose down"
 )
 
-var deployCommands = []string{cmdUp, cmdPs, cmdLogsWeb, cmdEnv, cmdStopDB, cmdStartDB, cmdRecreateWeb, cmdScaleWeb, cmdRenew, cmdReload, cmdDown}
+var deployCommands = []string{cmdUp, cmdPs, cmdLogsWeb, cmdEnv, cmdCounters, cmdStopDB, cmdStartDB, cmdRecreateWeb, cmdScaleWeb, cmdRenew, cmdReload, cmdDown}
 
 // op runs one of the operator's commands, with extra arguments.
 func (d *deployment) op(cmd string, extra ...string) string {
@@ -410,6 +411,22 @@ func TestDeploymentWithCompose(t *testing.T) {
 		if !strings.Contains(env, want) {
 			t.Errorf("docker compose exec web env lacks %s:\n%s", want, env)
 		}
+	}
+
+	// The owner's controls, in the web container: a counter carried over
+	// from elsewhere, its page and badge through nginx, the list.
+	if out := d.op(cmdCounters, "create", "blog", "-total", "41"); !strings.Contains(out, "created blog") {
+		t.Errorf("counters create: %s", out)
+	}
+	status, body, err = fetch("GET", https+"/c/blog")
+	if err != nil || status != 200 || countOf(t, body) != 41 {
+		t.Errorf("GET /c/blog: %d %v\n%s", status, err, body)
+	}
+	if status, body, err = fetch("GET", https+"/c/blog/badge.svg?count=0"); err != nil || status != 200 || !strings.Contains(body, "views: 41") {
+		t.Errorf("the badge: %d %v\n%s", status, err, body)
+	}
+	if out := d.op(cmdCounters, "list"); !regexp.MustCompile(`(?m)^blog\s+41\s`).MatchString(out) {
+		t.Errorf("counters list:\n%s", out)
 	}
 
 	// 3. The database stops: the page says so, the log shows the retries

@@ -398,6 +398,23 @@ func TestBrowserNamedCounter(t *testing.T) {
 		t.Errorf("the database holds %d, want 43", got)
 	}
 	tab.screenshots()
+
+	// Light and dark: the bars and the page follow the colour scheme.
+	const colours = `[getComputedStyle(document.querySelector('#chart rect.views')).fill,
+		getComputedStyle(document.querySelector('#chart rect.visitors')).fill,
+		getComputedStyle(document.body).backgroundColor].join(' / ')`
+	light := browserEval[string](tab, colours)
+	ctx, cancel := context.WithTimeout(tab.ctx, browserWaitTimeout)
+	defer cancel()
+	if _, err := chromedp.Call(ctx, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{
+		Features: []*emulation.MediaFeature{{Name: "prefers-color-scheme", Value: "dark"}}}); err != nil {
+		t.Fatal(err)
+	}
+	dark := browserEval[string](tab, colours)
+	if light == dark || strings.Count(light, "/") != 2 {
+		t.Errorf("the chart's colours: light %q, dark %q: want each set, and different", light, dark)
+	}
+	tab.saveScreenshot("-dark")
 	tab.logProblems()
 }
 

@@ -2,11 +2,14 @@ package web_test
 
 import (
 	"encoding/json"
+	"fmt"
+	"io"
 	"net/http"
 	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -351,7 +354,7 @@ func TestJSONAPI(t *testing.T) {
 	var d struct {
 		Name, From, To string
 		Days           []struct {
-			Day                              string
+			Day                             string
 			Views, Visitors, Bots, Filtered int64
 		}
 	}
@@ -421,5 +424,56 @@ func TestJSONAPI(t *testing.T) {
 	resp, body = off.do(t, "POST", "/api/counters/blog/hit", nil, map[string]string{"Authorization": "Bearer "})
 	if resp.StatusCode != 403 || !strings.Contains(body, "switched off") {
 		t.Errorf("without a token configured: %d %s", resp.StatusCode, body)
+	}
+}
+
+// Many clients at once, people and crawlers, with and without a burst cap:
+// every figure of the day row comes out exact.
+func TestNamedCounterExactUnderConcurrency(t *testing.T) {
+	const clients, each, people = 20, 25, 5 // 500 requests: 400 views by 5 visitors, 100 bots
+	for _, tt := range []struct {
+		burst                     int
+		views, visitors, filtered float64
+		checkVisitors             bool
+	}{
+		{0, 400, people, 0, true},
+		{150, 150, 0, 250, false}, // which people made the first 150 views is up to the scheduler
+	} {
+		t.Run(fmt.Sprintf("burst limit %d", tt.burst), func(t *testing.T) {
+			a := newAppWith(t, web.Config{BurstLimit: tt.burst})
+			client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: clients}}
+			var wg sync.WaitGroup
+			for c := range clients {
+				wg.Go(func() {
+					for i := range each {
+						ua := fmt.Sprintf("%s Person/%d", browserUA, (c+i)%people)
+						if i%5 == 4 {
+							ua = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
+						}
+						req, _ := http.NewRequest("GET", a.srv.URL+"/c/blog/badge.svg", nil)
+						req.Header.Set("User-Agent", ua)
+						resp, err := client.Do(req)
+						if err != nil {
+							t.Error(err)
+							return
+						}
+						_, _ = io.Copy(io.Discard, resp.Body)
+						resp.Body.Close()
+						if resp.StatusCode != 200 {
+							t.Errorf("status %d", resp.StatusCode)
+							return
+						}
+					}
+				})
+			}
+			wg.Wait()
+			v := a.apiCounter(t, "blog")
+			if v["total"] != tt.views || v["views_today"] != tt.views || v["bots_today"] != 100.0 || v["filtered_today"] != tt.filtered {
+				t.Errorf("got %v, want %v views, 100 bots, %v filtered", v, tt.views, tt.filtered)
+			}
+			if tt.checkVisitors && v["visitors_today"] != tt.visitors {
+				t.Errorf("visitors: got %v, want %v", v["visitors_today"], tt.visitors)
+			}
+		})
 	}
 }
