@@ -129,6 +129,7 @@ func startDeployment(t *testing.T) *deployment {
 // The operator's commands that the test runs, as the README's Deploy
 // section lists them (TestREADMEListsTheDeployCommands holds them there).
 const (
+	cmdBuild       = "docker compose build"
 	cmdUp          = "docker compose up -d --wait"
 	cmdPs          = "docker compose ps -a"
 	cmdLogsWeb     = "docker compose logs web"
@@ -143,7 +144,7 @@ const (
 	cmdDown        = "docker compose down"
 )
 
-var deployCommands = []string{cmdUp, cmdPs, cmdLogsWeb, cmdEnv, cmdCounters, cmdStopDB, cmdStartDB, cmdRecreateWeb, cmdScaleWeb, cmdRenew, cmdReload, cmdDown}
+var deployCommands = []string{cmdBuild, cmdUp, cmdPs, cmdLogsWeb, cmdEnv, cmdCounters, cmdStopDB, cmdStartDB, cmdRecreateWeb, cmdScaleWeb, cmdRenew, cmdReload, cmdDown}
 
 // op runs one of the operator's commands, with extra arguments.
 func (d *deployment) op(cmd string, extra ...string) string {
@@ -363,10 +364,14 @@ func TestDeploymentWithCompose(t *testing.T) {
 	d := startDeployment(t)
 	began := time.Now()
 
-	// 1. up: db healthy → migrate exits 0 → web healthy → nginx.
+	// 1. build, then up: db healthy → migrate exits 0 → web healthy → nginx.
+	// The engine's data root is kept between runs, and up builds an image
+	// only when there is none of the project's name: build first, as an
+	// upgrade does, so the images are this checkout's.
 	up := time.Now()
+	d.op(cmdBuild)
 	d.op(cmdUp)
-	t.Logf("docker compose up -d --wait: %s (images built)", time.Since(up).Round(time.Second))
+	t.Logf("docker compose build, up -d --wait: %s", time.Since(up).Round(time.Second))
 
 	// 2. What ps shows, the page, a click, the redirect, exec env.
 	ps := d.ps()
