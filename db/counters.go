@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -74,11 +75,11 @@ func (s *Store) Record(ctx context.Context, name string, h Hit) (Counts, error) 
 }
 
 // incrementSQL is the one statement that counts hits: the total, the day
-// row (upserted, adding to it), and the day's new visitors, in one implicit
-// transaction. The visitors' insert reads c, so it runs after the counter's
-// row is locked, and concurrent writers of one counter take their locks in
-// the same order. count(*) counts the rows this statement inserted, not
-// the table.
+// row (upserted, adding to it), and the day's new visitors, and it returns
+// the transaction's id. The visitors' insert reads c, so it runs after the
+// counter's row is locked, and concurrent writers of one counter take
+// their locks in the same order. count(*) counts the rows this statement
+// inserted, not the table.
 //
 // $1 name, $2 day, $3 views, $4 bots, $5 filtered, $6 visitor hashes (distinct).
 const incrementSQL = `with c as (
@@ -99,12 +100,14 @@ const incrementSQL = `with c as (
 		filtered = t.filtered + excluded.filtered
 	returning views, visitors, bots, filtered
 )
-select c.hits, c.version, c.updated_at, d.views, d.visitors, d.bots, d.filtered from c, d`
+select c.hits, c.version, c.updated_at, d.views, d.visitors, d.bots, d.filtered, ` + currentXid + ` from c, d`
 
-// add writes hits in one statement and returns, for each hit, the counts
+// add writes hits in one transaction and returns, for each hit, the counts
 // its caller sees: views get their own total and today's views, in order.
-// A single round trip, in an implicit transaction, through the retry loop.
-// An unknown counter is created first when auto-creation is on.
+// Two round trips: BEGIN with the statement, then COMMIT, so the
+// transaction's id is known before COMMIT goes out, and a COMMIT lost in
+// flight is resolved by the retry loop. An unknown counter is created
+// first when auto-creation is on.
 func (s *Store) add(ctx context.Context, name string, hits []Hit) ([]Counts, error) {
 	day := s.Today()
 	var views, bots, filtered int
@@ -131,30 +134,12 @@ func (s *Store) add(ctx context.Context, name string, hits []Hit) ([]Counts, err
 	}
 
 	var after entry
+	args := []any{name, day, views, bots, filtered, visitors}
+	attrs := []slog.Attr{slog.String("counter", name), slog.Int("n", len(hits))}
 	write := func() error {
-		return s.retry(ctx, "increment", []slog.Attr{slog.String("counter", name), slog.Int("n", len(hits))}, func(ctx context.Context) (phase, bool, error) {
-			conn, err := s.acquireLive(ctx)
-			if err != nil {
-				return phaseBegin, false, err
-			}
-			defer conn.Release()
-			rows, _ := conn.Query(ctx, incrementSQL, name, day, views, bots, filtered, visitors) // its error is rows.Err
-			found := rows.Next()
-			if found {
-				after.day = day
-				err = rows.Scan(&after.hits, &after.version, &after.updated, &after.views, &after.visitors, &after.bots, &after.filtered)
-			}
-			rows.Close()
-			if err == nil {
-				err = rows.Err()
-			}
-			if err == nil && !found {
-				err = fmt.Errorf("counter %q: %w", name, ErrNotFound)
-			}
-			if err == nil {
-				return "", false, nil
-			}
-			return statementPhase(err, rows.CommandTag().String() != ""), conn.Conn().IsClosed(), err
+		return s.retry(ctx, "increment", attrs, func(ctx context.Context) outcome {
+			after = entry{day: day}
+			return s.writeOnce(ctx, name, args, &after)
 		})
 	}
 	err = write()
@@ -168,6 +153,7 @@ func (s *Store) add(ctx context.Context, name string, hits []Hit) ([]Counts, err
 	}
 	s.stats.writes.Add(1)
 	s.stats.increments.Add(int64(len(hits)))
+	s.observe().Batch(len(hits))
 	s.cache.apply(name, after)
 
 	// The statement added views: this batch owns the values up to them.
@@ -185,43 +171,55 @@ func (s *Store) add(ctx context.Context, name string, hits []Hit) ([]Counts, err
 	return out, nil
 }
 
-// acquireLive takes a pool connection and pings it, so a connection the
-// server or the network closed while it sat in the pool is found before the
-// statement is sent (a write to it can seem to succeed, and the statement's
-// outcome would then be unknown). A server restart closes them all: each
-// dead one is dropped, and the pool dials anew, without spending a retry.
-// The ping is a round trip without a commit, small beside the write's.
-func (s *Store) acquireLive(ctx context.Context) (*pgxpool.Conn, error) {
+// writeOnce is one attempt of add's transaction. A pooled connection that
+// died while idle (a server restart closes them all) fails the first
+// round trip before anything was committed: the next one is taken at
+// once, without spending a retry.
+func (s *Store) writeOnce(ctx context.Context, name string, args []any, after *entry) outcome {
 	var err error
 	for range s.pool.Config().MaxConns + 1 {
 		var conn *pgxpool.Conn
 		conn, err = s.pool.Acquire(ctx)
 		if err != nil {
-			return nil, err
+			return outcome{phase: phaseBegin, err: err}
 		}
-		if err = conn.Ping(ctx); err == nil {
-			return conn, nil
+		var xid uint64
+		b := &pgx.Batch{}
+		b.Queue("begin")
+		b.Queue(incrementSQL, args...).QueryRow(func(row pgx.Row) error {
+			var xidText string
+			err := row.Scan(&after.hits, &after.version, &after.updated, &after.views, &after.visitors, &after.bots, &after.filtered, &xidText)
+			if err == nil {
+				xid, err = strconv.ParseUint(xidText, 10, 64)
+			}
+			return err
+		})
+		err = conn.SendBatch(ctx, b).Close()
+		if err != nil {
+			closed := conn.Conn().IsClosed()
+			if !closed {
+				// Nothing to keep: roll back, so the connection can be reused.
+				_, _ = conn.Exec(context.WithoutCancel(ctx), "rollback")
+			}
+			conn.Release()
+			var pgErr *pgconn.PgError
+			if closed && !errors.As(err, &pgErr) && ctx.Err() == nil {
+				continue // a dead connection, nothing sent reached a live server
+			}
+			if errors.Is(err, pgx.ErrNoRows) {
+				err = fmt.Errorf("counter %q: %w", name, ErrNotFound)
+			}
+			return outcome{phase: phaseBody, connClosed: closed, err: err}
 		}
-		conn.Release() // a failed ping closed it: the pool discards it
-		if ctx.Err() != nil {
-			break
+		_, err = conn.Exec(ctx, "commit")
+		closed := conn.Conn().IsClosed()
+		conn.Release()
+		if err != nil {
+			return outcome{phase: phaseCommit, connClosed: closed, xid: xid, err: err}
 		}
+		return outcome{}
 	}
-	return nil, fmt.Errorf("ping pooled connection: %w", err)
-}
-
-// statementPhase tells a failed single statement that certainly rolled
-// back from one that may have committed. Its implicit transaction commits
-// only after the statement completed (CommandComplete), and the server
-// sends its messages in order, so any error from the server that came
-// before CommandComplete, even a FATAL from a server shutting down, means
-// the statement was rolled back. So does an answer of no row.
-func statementPhase(err error, completed bool) phase {
-	var pgErr *pgconn.PgError
-	if errors.Is(err, ErrNotFound) || (errors.As(err, &pgErr) && !completed) {
-		return phaseBody
-	}
-	return phaseStatement
+	return outcome{phase: phaseBegin, connClosed: true, err: fmt.Errorf("every pooled connection was dead: %w", err)}
 }
 
 // Count returns the named counter's total.

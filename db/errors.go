@@ -11,9 +11,10 @@ var (
 	// changed; trying again later is safe.
 	ErrUnavailable = errors.New("database unavailable")
 
-	// ErrOutcomeUnknown: the connection was lost after COMMIT was sent, so the
-	// transaction may or may not have been applied. It is never retried
-	// blindly, because a retry could apply it twice.
+	// ErrOutcomeUnknown: the connection was lost after COMMIT was sent, and
+	// the server could not be asked what became of the transaction
+	// (resolve.go), so it may or may not have been applied. It is never
+	// retried, because a retry could apply it twice.
 	ErrOutcomeUnknown = errors.New("transaction outcome unknown")
 
 	// ErrNotFound: the requested row does not exist.

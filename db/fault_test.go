@@ -8,6 +8,7 @@ import (
 	"errors"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -24,18 +25,20 @@ func countingIncrement(calls *atomic.Int64) func(context.Context, pgx.Tx) error 
 	}
 }
 
-func TestAmbiguousCommit(t *testing.T) {
+// A COMMIT whose answer is lost is resolved by its transaction id: one the
+// server committed is acknowledged with its value, never run again; one
+// the server rolled back is retried. Either way the hit counts once.
+func TestAmbiguousCommitIsResolved(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		fault     pgproxy.Fault
-		wantDelta int64 // what reached the database
+		outcome   string // what the lookup finds
+		wantCalls int64  // callback runs of Transact
 	}{
-		// The server committed, the client never heard: a retry would
-		// count the hit twice.
-		{pgproxy.CutAfterCommit, 1},
-		// The COMMIT never arrived and the server rolled back, but the
-		// client cannot know that either.
-		{pgproxy.CutBeforeCommit, 0},
+		// The server committed, the client never heard.
+		{pgproxy.CutAfterCommit, "committed", 1},
+		// The COMMIT never arrived and the server rolled back.
+		{pgproxy.CutBeforeCommit, "aborted", 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.fault.String(), func(t *testing.T) {
@@ -45,58 +48,129 @@ func TestAmbiguousCommit(t *testing.T) {
 			s, logs := newStore(t, proxied, fastPolicy())
 			ctx := testCtx(t)
 
-			t.Run("Increment", func(t *testing.T) {
-				before := testdb.Hits(t, dbURL, "main")
-				proxy.Arm(tt.fault, 1)
-				_, err := s.Increment(ctx, "main")
-				if !errors.Is(err, ErrOutcomeUnknown) {
-					t.Fatalf("Increment: got %v, want ErrOutcomeUnknown", err)
-				}
+			resolved := func(t *testing.T, before int) {
+				t.Helper()
 				if proxy.Armed(tt.fault) != 0 {
 					t.Fatal("the fault did not fire")
 				}
-				if got, want := testdb.Hits(t, dbURL, "main"), before+tt.wantDelta; got != want {
-					t.Errorf("hits in the database: got %d, want %d", got, want)
+				recs := logs.with("db commit resolved")
+				if len(recs) != before+1 {
+					t.Fatalf("%d resolutions logged, want 1", len(recs)-before)
+				}
+				if got := recs[len(recs)-1]["outcome"]; got != tt.outcome {
+					t.Errorf("resolution: %v, want %s", got, tt.outcome)
+				}
+			}
+
+			t.Run("Increment", func(t *testing.T) {
+				before := testdb.Hits(t, dbURL, "main")
+				resolutions := len(logs.with("db commit resolved"))
+				proxy.Arm(tt.fault, 1)
+				n, err := s.Increment(ctx, "main")
+				if err != nil {
+					t.Fatalf("Increment: %v", err)
+				}
+				resolved(t, resolutions)
+				if got := testdb.Hits(t, dbURL, "main"); got != before+1 || n != before+1 {
+					t.Errorf("Increment answered %d, the database holds %d; want both %d", n, got, before+1)
 				}
 			})
 
 			t.Run("Transact", func(t *testing.T) {
 				before := testdb.Hits(t, dbURL, "main")
-				retriesBefore := len(logs.with("db retry"))
+				resolutions := len(logs.with("db commit resolved"))
 				proxy.Arm(tt.fault, 1)
 				var calls atomic.Int64
-				err := s.Transact(ctx, "increment", pgx.TxOptions{}, countingIncrement(&calls))
-				if !errors.Is(err, ErrOutcomeUnknown) {
-					t.Fatalf("Transact: got %v, want ErrOutcomeUnknown", err)
+				if err := s.Transact(ctx, "increment", pgx.TxOptions{}, countingIncrement(&calls)); err != nil {
+					t.Fatalf("Transact: %v", err)
 				}
-				if got := calls.Load(); got != 1 {
-					t.Errorf("callback calls: got %d, want 1 (an unknown outcome is never retried)", got)
+				resolved(t, resolutions)
+				if got := calls.Load(); got != tt.wantCalls {
+					t.Errorf("callback calls: got %d, want %d", got, tt.wantCalls)
 				}
-				if got, want := testdb.Hits(t, dbURL, "main"), before+tt.wantDelta; got != want {
-					t.Errorf("hits in the database: got %d, want %d", got, want)
-				}
-				if got := len(logs.with("db retry")); got != retriesBefore {
-					t.Errorf("retry log records: got %d new, want none", got-retriesBefore)
-				}
-				final := logs.with("db transaction failed")
-				if len(final) == 0 {
-					t.Fatal("no final failure log record")
-				}
-				if last := final[len(final)-1]; last["phase"] != "commit" || last["level"] != "ERROR" {
-					t.Errorf("final log record: got %v, want phase commit at ERROR", last)
+				if got := testdb.Hits(t, dbURL, "main"); got != before+1 {
+					t.Errorf("hits in the database: got %d, want %d", got, before+1)
 				}
 			})
-
-			// The pool dropped the cut connection: the store works on.
-			before := testdb.Hits(t, dbURL, "main")
-			n, err := s.Increment(ctx, "main")
-			if err != nil {
-				t.Fatalf("Increment after the faults: %v", err)
-			}
-			if n != before+1 {
-				t.Errorf("Increment after the faults: got %d, want %d", n, before+1)
+			if final := logs.with("db transaction failed"); len(final) != 0 {
+				t.Errorf("final failures logged: %v", final)
 			}
 		})
+	}
+}
+
+// resolve tells each fate of a transaction from its id: committed,
+// rolled back, still running (it waits), unheard of (aborted), and
+// nothing while the server cannot be asked (unknown, at the deadline).
+func TestResolve(t *testing.T) {
+	t.Parallel()
+	dbURL := testdb.NewMigrated(t)
+	s, logs := newStore(t, dbURL, fastPolicy())
+	ctx := testCtx(t)
+	conn := connect(t, dbURL)
+	xidOf := func(tx pgx.Tx) uint64 {
+		t.Helper()
+		var xid uint64
+		if err := scanXid(tx.QueryRow(ctx, "select "+currentXid), &xid); err != nil {
+			t.Fatal(err)
+		}
+		return xid
+	}
+	begin := func() pgx.Tx {
+		t.Helper()
+		tx, err := conn.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tx
+	}
+
+	tx := begin()
+	xid := xidOf(tx)
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.resolve(ctx, "test", xid, nil); got != committed {
+		t.Errorf("a committed transaction: %s", got)
+	}
+	tx = begin()
+	xid = xidOf(tx)
+	_ = tx.Rollback(ctx)
+	if got := s.resolve(ctx, "test", xid, nil); got != aborted {
+		t.Errorf("a rolled back transaction: %s", got)
+	}
+	if got := s.resolve(ctx, "test", xid+1_000_000, nil); got != aborted {
+		t.Errorf("an id the server never gave: %s", got)
+	}
+
+	tx = begin()
+	xid = xidOf(tx)
+	done := make(chan resolution, 1)
+	go func() { done <- s.resolve(ctx, "test", xid, nil) }()
+	logsBefore := len(logs.with("db commit resolved"))
+	time.Sleep(3 * resolvePoll) // let it find the transaction in progress, and wait
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := <-done; got != committed {
+		t.Errorf("a transaction committed while asked about: %s", got)
+	}
+	rec := logs.with("db commit resolved")[logsBefore]
+	if num(t, rec, "asked") < 2 {
+		t.Errorf("it was asked about %d times, want at least 2 (it was in progress)", num(t, rec, "asked"))
+	}
+
+	proxy, proxied := pgproxy.ForTest(t, dbURL)
+	down, _ := newStore(t, proxied, fastPolicy())
+	proxy.SetDown(true)
+	short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	if got := down.resolve(short, "test", xid, nil); got != unknowable {
+		t.Errorf("with the server unreachable: %s", got)
+	}
+	if took := time.Since(start); took > 100*time.Millisecond+resolveGrace+time.Second {
+		t.Errorf("the lookup took %s, past its deadline and grace", took)
 	}
 }
 

@@ -74,11 +74,17 @@ const (
 	phaseBegin  phase = "begin"  // connect or BEGIN: nothing was done yet
 	phaseBody   phase = "body"   // statements: no COMMIT was sent, the server rolls back
 	phaseCommit phase = "commit" // COMMIT: the outcome may be unknown
-	// phaseStatement is a single statement in its own implicit transaction,
-	// sent, and then failed in a way that does not prove a rollback: it is
-	// its own COMMIT, so the same rules apply.
-	phaseStatement phase = "statement"
 )
+
+// outcome is how one attempt of a transaction ended.
+type outcome struct {
+	phase      phase // where it failed; "" when it succeeded
+	connClosed bool  // the connection was closed by the failure
+	// xid is the transaction's id, learnt before COMMIT was sent (0: not
+	// known), so a COMMIT lost in flight can be looked up (resolve.go).
+	xid uint64
+	err error
+}
 
 // verdict is what the retry loop does with a failed attempt.
 type verdict struct {
@@ -95,7 +101,7 @@ func classify(ph phase, err error, connClosed bool) verdict {
 	// pgx (v5.12) can report a connection lost while reading COMMIT's reply
 	// as its "conn closed" error, which claims SafeToRetry although COMMIT
 	// was sent, so at COMMIT that error proves nothing.
-	if (ph == phaseCommit || ph == phaseStatement) && (!pgconn.SafeToRetry(err) || errors.Is(err, pgconn.ErrConnClosed)) {
+	if ph == phaseCommit && (!pgconn.SafeToRetry(err) || errors.Is(err, pgconn.ErrConnClosed)) {
 		// COMMIT went out. Only an error the server sent about the
 		// transaction itself proves it was rolled back.
 		if !isPg {
@@ -163,39 +169,52 @@ func sqlState(err error) string {
 // failures with the store's RetryPolicy.
 //
 // fn may run more than once, so it must do nothing but its statements on tx.
-// A failure whose COMMIT outcome is unknown is never retried: it returns an
-// error wrapping ErrOutcomeUnknown.
+// A read-write transaction learns its id before COMMIT, so a COMMIT whose
+// answer was lost is looked up rather than guessed (resolve.go); only when
+// that cannot tell does it return an error wrapping ErrOutcomeUnknown, and
+// such a failure is never retried.
 func (s *Store) Transact(ctx context.Context, op string, opts pgx.TxOptions, fn func(ctx context.Context, tx pgx.Tx) error) error {
-	return s.retry(ctx, op, nil, func(ctx context.Context) (phase, bool, error) {
+	return s.retry(ctx, op, nil, func(ctx context.Context) outcome {
 		return s.attempt(ctx, opts, fn)
 	})
 }
 
 // transactIdempotent is Transact for a transaction that may be applied
 // twice with the same effect: a COMMIT lost in flight is retried like a
-// failure before it, instead of ending as ErrOutcomeUnknown.
+// failure before it, without a lookup.
 func (s *Store) transactIdempotent(ctx context.Context, op string, opts pgx.TxOptions, fn func(ctx context.Context, tx pgx.Tx) error) error {
-	return s.retry(ctx, op, nil, func(ctx context.Context) (phase, bool, error) {
-		ph, closed, err := s.attempt(ctx, opts, fn)
-		if ph == phaseCommit {
-			ph = phaseBody
+	return s.retry(ctx, op, nil, func(ctx context.Context) outcome {
+		o := s.attempt(ctx, opts, fn)
+		if o.phase == phaseCommit {
+			o.phase = phaseBody
 		}
-		return ph, closed, err
+		return o
 	})
 }
 
 // retry is the one retry loop every database call goes through (Transact,
-// and the single-statement writes of counters.go). It runs attempt until it
-// succeeds, fails for good, or the context ends. Every retry is logged
-// (attempt, wait, phase, SQLSTATE and attrs), and so is the final failure.
-func (s *Store) retry(ctx context.Context, op string, attrs []slog.Attr, attempt func(context.Context) (ph phase, connClosed bool, err error)) error {
+// and the increment of counters.go). It runs attempt until it succeeds,
+// fails for good, or the context ends. Every retry is logged (attempt,
+// wait, phase, SQLSTATE and attrs), and so is the final failure. A COMMIT
+// in doubt with a known transaction id is resolved: committed is success,
+// aborted is retried like any failure before COMMIT.
+func (s *Store) retry(ctx context.Context, op string, attrs []slog.Attr, attempt func(context.Context) outcome) error {
 	p := s.cfg.Retry
 	for n := 1; ; n++ {
-		ph, connClosed, err := attempt(ctx)
-		if err == nil {
+		o := attempt(ctx)
+		if o.err == nil {
 			return nil
 		}
-		v := classify(ph, err, connClosed)
+		ph, err := o.phase, o.err
+		v := classify(ph, err, o.connClosed)
+		if v.kind == ErrOutcomeUnknown && o.xid != 0 {
+			switch s.resolve(ctx, op, o.xid, attrs) {
+			case committed:
+				return nil
+			case aborted:
+				v = verdict{retry: true, kind: ErrUnavailable}
+			}
+		}
 		var wait time.Duration
 		giveUp := !v.retry || n > p.MaxRetries
 		if !giveUp {
@@ -207,6 +226,7 @@ func (s *Store) retry(ctx context.Context, op string, attrs []slog.Attr, attempt
 		if giveUp {
 			return s.fail(ctx, op, attrs, n, ph, v.kind, err)
 		}
+		s.observe().Retry(op, string(ph), sqlState(err))
 		s.log.LogAttrs(ctx, slog.LevelWarn, "db retry", append([]slog.Attr{
 			slog.String("op", op),
 			slog.Int("attempt", n),
@@ -226,22 +246,28 @@ func (s *Store) retry(ctx context.Context, op string, attrs []slog.Attr, attempt
 }
 
 // attempt runs one begin → fn → commit and reports the phase that failed.
-func (s *Store) attempt(ctx context.Context, opts pgx.TxOptions, fn func(context.Context, pgx.Tx) error) (ph phase, connClosed bool, err error) {
+// A read-write transaction asks for its id before COMMIT.
+func (s *Store) attempt(ctx context.Context, opts pgx.TxOptions, fn func(context.Context, pgx.Tx) error) outcome {
 	tx, err := s.pool.BeginTx(ctx, opts)
 	if err != nil {
-		return phaseBegin, false, err
+		return outcome{phase: phaseBegin, err: err}
 	}
-	if err := fn(ctx, tx); err != nil {
+	var xid uint64
+	err = fn(ctx, tx)
+	if err == nil && opts.AccessMode != pgx.ReadOnly {
+		err = scanXid(tx.QueryRow(ctx, "select "+currentXid), &xid)
+	}
+	if err != nil {
 		closed := tx.Conn().IsClosed()
 		// Rollback's own error adds nothing: the body error is the story, and a
 		// broken connection is discarded by the pool either way.
 		_ = tx.Rollback(context.WithoutCancel(ctx))
-		return phaseBody, closed, err
+		return outcome{phase: phaseBody, connClosed: closed, err: err}
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return phaseCommit, tx.Conn().IsClosed(), err
+		return outcome{phase: phaseCommit, connClosed: tx.Conn().IsClosed(), xid: xid, err: err}
 	}
-	return "", false, nil
+	return outcome{}
 }
 
 // fail logs the final failure once and returns it wrapped in its kind.
@@ -250,6 +276,7 @@ func (s *Store) fail(ctx context.Context, op string, attrs []slog.Attr, attempts
 	if kind == ErrInvalid || kind == ErrNotFound || (kind == nil && (errors.Is(err, ErrNotFound) || errors.Is(err, ErrExists) || errors.Is(err, ErrInvalid))) {
 		level = slog.LevelInfo // the caller's input, not the database's health
 	}
+	s.observe().Failure(op, kindName(kind, err))
 	s.log.LogAttrs(ctx, level, "db transaction failed", append([]slog.Attr{
 		slog.String("op", op),
 		slog.Int("attempts", attempts),

@@ -84,11 +84,6 @@ func TestClassify(t *testing.T) {
 		{"commit: deferred unique violation", phaseCommit, pgErr("23505"), false, false, ErrInvalid},
 		{"commit: admin shutdown", phaseCommit, pgErr("57P01"), true, false, ErrOutcomeUnknown},
 		{"commit: connection failure 08006", phaseCommit, pgErr("08006"), true, false, ErrOutcomeUnknown},
-		{"statement: connection lost after sending", phaseStatement, io.ErrUnexpectedEOF, true, false, ErrOutcomeUnknown},
-		{"statement: not sent (safe to retry)", phaseStatement, safeErr{io.ErrUnexpectedEOF}, true, true, ErrUnavailable},
-		{"statement: lost as pgx's conn closed", phaseStatement, safeErr{pgconn.ErrConnClosed}, true, false, ErrOutcomeUnknown},
-		{"statement: deadline while waiting for the answer", phaseStatement, context.DeadlineExceeded, true, false, ErrOutcomeUnknown},
-		{"statement: FATAL after it completed", phaseStatement, pgErr("57P01"), true, false, ErrOutcomeUnknown},
 		{"begin: connect error", phaseBegin, connectError(t), false, true, ErrUnavailable},
 		{"begin: plain error", phaseBegin, io.EOF, false, true, ErrUnavailable},
 	}
@@ -100,33 +95,6 @@ func TestClassify(t *testing.T) {
 					tt.ph, tt.err, tt.connClosed, got.retry, got.kind, tt.wantRetry, tt.wantKind)
 			}
 		})
-	}
-}
-
-// A single statement that failed counts as rolled back (phase body) when
-// the server's error came before the statement completed, or when it
-// matched no row; anything else may have committed.
-func TestStatementPhase(t *testing.T) {
-	t.Parallel()
-	fatal := &pgconn.PgError{Severity: "FATAL", Code: "57P01"}
-	tests := []struct {
-		name      string
-		err       error
-		completed bool
-		want      phase
-	}{
-		{"server shutting down before it completed", fatal, false, phaseBody},
-		{"server shutting down after it completed", fatal, true, phaseStatement},
-		{"serialization failure before it completed", pgErr("40001"), false, phaseBody},
-		{"error at commit", pgErr("40001"), true, phaseStatement},
-		{"no such counter", fmt.Errorf("counter: %w", ErrNotFound), true, phaseBody},
-		{"connection lost", io.ErrUnexpectedEOF, false, phaseStatement},
-		{"deadline", context.DeadlineExceeded, false, phaseStatement},
-	}
-	for _, tt := range tests {
-		if got := statementPhase(tt.err, tt.completed); got != tt.want {
-			t.Errorf("%s: statementPhase = %s, want %s", tt.name, got, tt.want)
-		}
 	}
 }
 

@@ -59,6 +59,9 @@ type Config struct {
 	MaxCounters int
 	// Now is the clock (tests set it); nil is time.Now.
 	Now func() time.Time
+	// Observer hears retries, failures, batches and resolutions (metrics);
+	// nil: nobody.
+	Observer Observer
 }
 
 func (c Config) now() time.Time {

@@ -28,7 +28,7 @@ func problem(err error) (status int, msg string) {
 	case errors.As(err, &se):
 		return se.status, se.msg
 	case errors.Is(err, db.ErrOutcomeUnknown):
-		return http.StatusServiceUnavailable, "The database connection broke while saving your hit, so it may or may not have been counted. Retrying…"
+		return http.StatusServiceUnavailable, "The database connection broke while saving your hit, and the database could not tell whether it was counted. Look at the count before you click again."
 	case errors.Is(err, db.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
 		return http.StatusServiceUnavailable, "Counter unavailable, retrying…"
 	case errors.Is(err, db.ErrNotFound):

@@ -362,8 +362,10 @@ func (c *conn) clientToServer() {
 	var (
 		buf      []byte
 		prepared = map[string]bool{} // statement name → is a write (from Parse)
+		begins   = map[string]bool{} // statement name → is a BEGIN
 		bound    bool                // the last Bind's statement is a write
 		wrote    bool                // a write was executed since the last Sync
+		began    bool                // a BEGIN was bound since the last Sync: no implicit commit
 	)
 	for {
 		var err error
@@ -382,15 +384,17 @@ func (c *conn) clientToServer() {
 		case 'P': // Parse: statement name, query text, …
 			name, rest, _ := bytes.Cut(buf[5:], []byte{0})
 			prepared[string(name)] = isWrite(rest)
+			begins[string(name)] = isBegin(rest)
 		case 'B': // Bind: portal name, statement name, …
 			_, rest, _ := bytes.Cut(buf[5:], []byte{0})
 			name, _, _ := bytes.Cut(rest, []byte{0})
 			bound = prepared[string(name)]
+			began = began || begins[string(name)]
 		case 'E':
 			wrote = wrote || bound
 		case 'S':
-			commit = wrote && !c.inTx.Load()
-			wrote = false
+			commit = wrote && !c.inTx.Load() && !began
+			wrote, began = false, false
 		}
 		if commit {
 			switch c.p.takeFault() {
@@ -549,6 +553,13 @@ func isWrite(query []byte) bool {
 
 func startsWithWord(q []byte, w string) bool {
 	return len(q) > len(w) && string(q[:len(w)]) == w && (q[len(w)] == ' ' || q[len(w)] == '\n' || q[len(w)] == '\t')
+}
+
+// isBegin reports whether a query text opens a transaction (BEGIN, with
+// options or not): a pipeline that does commits nothing at its Sync.
+func isBegin(query []byte) bool {
+	q := bytes.ToLower(bytes.TrimSpace(bytes.TrimSuffix(bytes.TrimSpace(bytes.TrimRight(query, "\x00")), []byte(";"))))
+	return string(q) == "begin" || startsWithWord(q, "begin") || bytes.HasPrefix(q, []byte("start transaction"))
 }
 
 // isCommit reports whether the body of a Query message is a plain COMMIT.

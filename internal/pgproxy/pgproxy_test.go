@@ -420,3 +420,15 @@ func TestIsWrite(t *testing.T) {
 		}
 	}
 }
+
+func TestIsBegin(t *testing.T) {
+	t.Parallel()
+	for q, want := range map[string]bool{
+		"begin\x00": true, " BEGIN;\x00": true, "start transaction\x00": true,
+		"begin isolation level serializable\x00": true, "beginning\x00": false, "commit\x00": false,
+	} {
+		if got := isBegin([]byte(q)); got != want {
+			t.Errorf("isBegin(%q): got %v, want %v", q, got, want)
+		}
+	}
+}

@@ -1,0 +1,124 @@
+package db
+
+import (
+	"context"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// A COMMIT whose answer was lost (the connection broke while it was in
+// flight) may or may not have been applied. Every write learns its
+// transaction id before it sends COMMIT, so instead of telling the user
+// "maybe", the store asks the server, on another connection, what became
+// of that transaction: pg_xact_status. One lookup covers a whole batch.
+
+// currentXid is the SQL of the transaction's own id, as text: xid8, the
+// 64-bit id that does not wrap around.
+const currentXid = "pg_current_xact_id()::text"
+
+func scanXid(row pgx.Row, xid *uint64) error {
+	var s string
+	if err := row.Scan(&s); err != nil {
+		return err
+	}
+	n, err := strconv.ParseUint(s, 10, 64)
+	*xid = n
+	return err
+}
+
+// resolution is what became of a transaction in doubt.
+type resolution string
+
+const (
+	committed  resolution = "committed"
+	aborted    resolution = "aborted"
+	unknowable resolution = "unknown"
+)
+
+// resolvePoll is how long resolve waits before it asks again, while the
+// transaction is still in progress or the server does not answer yet.
+const resolvePoll = 50 * time.Millisecond
+
+const (
+	// resolveGrace is how long past its caller's deadline a lookup may go
+	// on: the answer is still sent well before a proxy gives up.
+	resolveGrace = time.Second
+	// resolveNoDeadline bounds a lookup for a caller without a deadline.
+	resolveNoDeadline = 10 * time.Second
+)
+
+// resolve asks what became of transaction xid, until it knows or ctx ends.
+//
+//   - committed, aborted: as the server says. A server that crashed and
+//     recovered knows too: a transaction in progress at the crash is aborted.
+//   - in progress: the server has not finished it (its session may not
+//     have noticed the lost connection yet): ask again shortly.
+//   - "in the future" (SQLSTATE 22023): the server has no trace of the
+//     id, so the transaction's work was lost before it could commit (a
+//     crash before its WAL was flushed, or a failover): aborted.
+//   - NULL: too old to know (the status was truncated away): unknown.
+//   - no answer before ctx ends (server down, or frozen): unknown.
+func (s *Store) resolve(ctx context.Context, op string, xid uint64, attrs []slog.Attr) resolution {
+	// A COMMIT cut by its caller's deadline still deserves its answer:
+	// ask a moment beyond it (and no longer than that without a deadline).
+	budget := resolveGrace
+	if dl, ok := ctx.Deadline(); ok {
+		budget += max(time.Until(dl), 0)
+	} else {
+		budget += resolveNoDeadline
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), budget)
+	defer cancel()
+	start := time.Now()
+	asked := 0
+	r := unknowable
+	var lastErr error
+	for {
+		asked++
+		var status *string
+		err := s.pool.QueryRow(ctx, `select pg_xact_status($1::text::xid8)`, strconv.FormatUint(xid, 10)).Scan(&status)
+		switch {
+		case err == nil && status == nil:
+			r = unknowable
+		case err == nil && *status == "committed":
+			r = committed
+		case err == nil && *status == "aborted":
+			r = aborted
+		case err == nil: // in progress
+			r = ""
+		case sqlState(err) == "22023":
+			r = aborted
+		default:
+			r, lastErr = "", err
+		}
+		if r != "" {
+			break
+		}
+		t := time.NewTimer(resolvePoll)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			r = unknowable
+		case <-t.C:
+		}
+		if r != "" {
+			break
+		}
+	}
+	s.observe().Resolved(string(r))
+	level := slog.LevelWarn
+	if r == unknowable {
+		level = slog.LevelError
+	}
+	s.log.LogAttrs(ctx, level, "db commit resolved", append([]slog.Attr{
+		slog.String("op", op),
+		slog.String("outcome", string(r)),
+		slog.Uint64("xid", xid),
+		slog.Int("asked", asked),
+		slog.Duration("took", time.Since(start).Round(time.Millisecond)),
+		slog.Any("last_err", lastErr)}, attrs...)...)
+	return r
+}
