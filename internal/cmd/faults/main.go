@@ -1,0 +1,618 @@
+// Command faults is the fault suite, `make faults`: the real binary on a
+// PostgreSQL cluster of its own, clicked by many concurrent clients while
+// the database (and the app) are made to fail in each way an operator
+// meets, and every answer classified.
+//
+// An answer is acknowledged (200 with the count: the hit is counted), not
+// counted (a clear 503 "unavailable", or a connection refused before the
+// request was sent: nothing was counted), or unknown (anything that leaves
+// the client unsure: the outcome-unknown message, a 502 from nginx, a
+// connection that broke after the request went out). For each scenario
+// the counter's change Δ, read straight from the database, must satisfy
+//
+//	acknowledged ≤ Δ ≤ acknowledged + unknown
+//
+// and the goal is Δ == acknowledged with no unknown answer. The command
+// prints a table and exits 1 if a scenario breaks the invariant, or has an
+// unknown answer where none is expected. Traffic goes only to loopback.
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/hitcounter/hitcounter/internal/nginx"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "faults:", err)
+		os.Exit(1)
+	}
+}
+
+type options struct {
+	bin     string
+	clients int
+	outage  time.Duration // scenario 5
+	short   bool
+}
+
+func run() error {
+	var o options
+	flag.StringVar(&o.bin, "bin", "bin/hitcounter", "the server binary")
+	flag.IntVar(&o.clients, "clients", 32, "concurrent clients clicking")
+	flag.DurationVar(&o.outage, "outage", 30*time.Second, "how long the server is down in the outage scenario")
+	flag.Parse()
+
+	pg, err := startCluster()
+	if err != nil {
+		return err
+	}
+	defer pg.stop()
+	fmt.Printf("PostgreSQL in %s on port %d; %d clients clicking POST /hit; request deadline 3s (the default)\n\n", pg.dir, pg.port, o.clients)
+
+	scenarios := []scenario{
+		{name: "1. fast restart (pg_ctl restart -m fast)", fault: func(s *suite) error { return s.pg.ctl("restart", "-m", "fast", "-w") }},
+		{name: "2. crash (stop -m immediate), recovery", fault: func(s *suite) error {
+			if err := s.pg.ctl("stop", "-m", "immediate", "-w"); err != nil {
+				return err
+			}
+			time.Sleep(time.Second)
+			return s.pg.start()
+		}},
+		{name: "3. pg_terminate_backend bursts", fault: func(s *suite) error { return s.terminateBursts(5*time.Second, 250*time.Millisecond) }},
+		{name: "4. SIGSTOP 4s (past the deadline), SIGCONT", fault: func(s *suite) error { return s.pg.freeze(4 * time.Second) }},
+		{name: fmt.Sprintf("5. down %s, then up", o.outage), fault: func(s *suite) error {
+			if err := s.pg.ctl("stop", "-m", "fast", "-w"); err != nil {
+				return err
+			}
+			time.Sleep(o.outage)
+			return s.pg.start()
+		}},
+		{name: "6. SIGTERM to the app", appFault: true, fault: func(s *suite) error { return s.apps[0].terminate() }},
+		{name: "7. two apps behind nginx, one SIGKILLed", twoApps: true, appFault: true,
+			unknownExpected: "requests in flight to the killed app get 502 from nginx: nobody is left to tell whether their batch committed",
+			fault:           func(s *suite) error { return s.apps[0].kill() }},
+	}
+	s := &suite{o: o, pg: pg}
+	failed := false
+	var results []result
+	for _, sc := range scenarios {
+		r, err := s.run(sc)
+		if err != nil {
+			return fmt.Errorf("%s: %w", sc.name, err)
+		}
+		results = append(results, r)
+		fmt.Fprintf(os.Stderr, "faults: %s: %s\n", sc.name, r.verdict())
+		failed = failed || !r.ok()
+	}
+	fmt.Printf("| scenario | acknowledged | not counted | unknown | Δ | Δ = acknowledged? | worst latency | recovered after |\n")
+	fmt.Printf("|---|---:|---:|---:|---:|---|---:|---:|\n")
+	for _, r := range results {
+		fmt.Printf("| %s | %d | %d | %d | %d | %s | %s | %s |\n", r.name, r.acked, r.notCounted, r.unknown, r.delta,
+			r.verdict(), r.worst.Round(time.Millisecond), r.recovery.Round(time.Millisecond))
+	}
+	for _, r := range results {
+		if r.unknown > 0 && r.unknownExpected != "" {
+			fmt.Printf("\n%s: %d unknown: %s.\n", r.name, r.unknown, r.unknownExpected)
+		}
+		if len(r.samples) > 0 {
+			fmt.Printf("\n%s: answers that were not clear, first few:\n  %s\n", r.name, strings.Join(r.samples, "\n  "))
+		}
+	}
+	if failed {
+		return errors.New("a scenario broke the invariant or had unknown answers")
+	}
+	return nil
+}
+
+type scenario struct {
+	name            string
+	fault           func(*suite) error
+	appFault        bool   // the fault stops an app: it is started anew afterwards
+	twoApps         bool   // two app instances behind nginx
+	unknownExpected string // why unknown answers cannot be avoided here, if so
+}
+
+type suite struct {
+	o    options
+	pg   *cluster
+	apps []*app
+}
+
+type result struct {
+	name                       string
+	acked, notCounted, unknown int64
+	delta                      int64
+	worst, recovery            time.Duration
+	unknownExpected            string
+	samples                    []string
+}
+
+func (r result) invariant() bool { return r.acked <= r.delta && r.delta <= r.acked+r.unknown }
+
+func (r result) ok() bool { return r.invariant() && (r.unknown == 0 || r.unknownExpected != "") }
+
+func (r result) verdict() string {
+	switch {
+	case !r.invariant():
+		return fmt.Sprintf("BROKEN: Δ %d outside [%d, %d]", r.delta, r.acked, r.acked+r.unknown)
+	case r.delta == r.acked:
+		return "yes"
+	default:
+		return fmt.Sprintf("no, within the unknown (%d)", r.delta-r.acked)
+	}
+}
+
+// run clicks for a second, applies the fault, goes on until the app
+// answers again, clicks a second more, and counts.
+func (s *suite) run(sc scenario) (result, error) {
+	dbURL, err := s.pg.database()
+	if err != nil {
+		return result{}, err
+	}
+	n := 1
+	if sc.twoApps {
+		n = 2
+	}
+	s.apps = nil
+	for range n {
+		a, err := startApp(s.o.bin, dbURL)
+		if err != nil {
+			return result{}, err
+		}
+		s.apps = append(s.apps, a)
+	}
+	defer func() {
+		for _, a := range s.apps {
+			a.stop()
+		}
+	}()
+	target := "http://" + s.apps[0].addr
+	client := &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: s.o.clients}}
+	if sc.twoApps {
+		srv, err := nginx.Start(nginx.Options{
+			Conf:      "nginx.conf",
+			Upstream:  "deploy/nginx-upstream-local.conf",
+			Assets:    "assets",
+			Upstreams: []string{s.apps[0].addr, s.apps[1].addr},
+			Replace: map[string]string{
+				"limit_req zone=hits burst=10 nodelay;": "# limit_req: off (the suite is one client address)",
+				"limit_conn perip 32;":                  "# limit_conn: off",
+			},
+		})
+		if err != nil {
+			return result{}, err
+		}
+		defer srv.Stop()
+		target = srv.HTTPSURL
+		client.Transport = &http.Transport{MaxIdleConnsPerHost: s.o.clients,
+			TLSClientConfig: &tls.Config{RootCAs: srv.CA, MinVersion: tls.VersionTLS12}}
+	}
+	before, err := hits(dbURL)
+	if err != nil {
+		return result{}, err
+	}
+
+	l := &load{client: client, r: result{name: sc.name, unknownExpected: sc.unknownExpected}}
+	l.target.Store(&target)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for range s.o.clients {
+		wg.Go(func() { l.click(ctx) })
+	}
+	time.Sleep(time.Second)
+	faultAt := time.Now()
+	if err := sc.fault(s); err != nil {
+		cancel()
+		wg.Wait()
+		return result{}, err
+	}
+	if sc.appFault && !sc.twoApps {
+		// The app is gone: start it again, as its supervisor would.
+		a, err := startApp(s.o.bin, dbURL)
+		if err != nil {
+			cancel()
+			wg.Wait()
+			return result{}, err
+		}
+		s.apps = append(s.apps, a)
+		next := "http://" + a.addr
+		l.target.Store(&next)
+	}
+	faultEnd := time.Now()
+	_ = faultAt
+	// Wait until a click made after the fault ended is acknowledged.
+	deadline := time.Now().Add(60 * time.Second)
+	for l.lastAck.Load() < faultEnd.UnixNano() {
+		if time.Now().After(deadline) {
+			cancel()
+			wg.Wait()
+			return result{}, errors.New("no click acknowledged within 60s after the fault")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	recovered := time.Unix(0, l.lastAck.Load())
+	time.Sleep(time.Second)
+	cancel()
+	wg.Wait()
+	client.CloseIdleConnections()
+
+	after, err := hits(dbURL)
+	if err != nil {
+		return result{}, err
+	}
+	r := l.result()
+	r.delta = after - before
+	r.recovery = max(recovered.Sub(faultEnd), 0)
+	return r, nil
+}
+
+// terminateBursts kills the app's database sessions every interval.
+func (s *suite) terminateBursts(d, every time.Duration) error {
+	end := time.Now().Add(d)
+	for time.Now().Before(end) {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		conn, err := pgx.Connect(ctx, s.pg.url("postgres"))
+		if err == nil {
+			_, err = conn.Exec(ctx, `select pg_terminate_backend(pid) from pg_stat_activity
+				where backend_type = 'client backend' and pid <> pg_backend_pid() and datname like 'hc_faults_%'`)
+			conn.Close(ctx)
+		}
+		cancel()
+		if err != nil {
+			return fmt.Errorf("terminate: %w", err)
+		}
+		time.Sleep(every)
+	}
+	return nil
+}
+
+// --- the load ---
+
+type load struct {
+	client  *http.Client
+	target  atomic.Pointer[string]
+	lastAck atomic.Int64 // unix nanoseconds of the start of the latest acknowledged click
+
+	mu sync.Mutex
+	r  result
+}
+
+func (l *load) click(ctx context.Context) {
+	for ctx.Err() == nil {
+		start := time.Now()
+		req, _ := http.NewRequestWithContext(context.WithoutCancel(ctx), http.MethodPost, *l.target.Load()+"/hit", nil)
+		req.Header.Set("HX-Request", "true")
+		resp, err := l.client.Do(req)
+		var body []byte
+		if err == nil {
+			body, err = io.ReadAll(resp.Body)
+			resp.Body.Close()
+		}
+		took := time.Since(start)
+		kind, sample := classify(resp, body, err)
+		l.mu.Lock()
+		l.r.worst = max(l.r.worst, took)
+		switch kind {
+		case acknowledged:
+			l.r.acked++
+			if start.UnixNano() > l.lastAck.Load() {
+				l.lastAck.Store(start.UnixNano())
+			}
+		case notCounted:
+			l.r.notCounted++
+		case unknown:
+			l.r.unknown++
+			if len(l.r.samples) < 5 {
+				l.r.samples = append(l.r.samples, sample)
+			}
+		}
+		l.mu.Unlock()
+		if kind == notCounted {
+			time.Sleep(20 * time.Millisecond) // as a person would, not a spin
+		}
+	}
+}
+
+func (l *load) result() result {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.r
+}
+
+type answer int
+
+const (
+	acknowledged answer = iota
+	notCounted
+	unknown
+)
+
+// classify tells what a client knows from an answer.
+func classify(resp *http.Response, body []byte, err error) (answer, string) {
+	if err != nil {
+		var op *net.OpError
+		if errors.As(err, &op) && op.Op == "dial" {
+			return notCounted, "" // refused: the request was never sent
+		}
+		// net/http's words (the error is not exported) for a kept-alive
+		// connection the server closed as idle, in its graceful shutdown,
+		// just as the request went out: a Go server closes only connections
+		// it has not begun to read a request from, so it was never handled.
+		if strings.Contains(err.Error(), "server closed idle connection") {
+			return notCounted, ""
+		}
+		return unknown, "transport: " + err.Error()
+	}
+	switch {
+	case resp.StatusCode == http.StatusOK && bytes.Contains(body, []byte(`id="count"`)):
+		return acknowledged, ""
+	case resp.StatusCode == http.StatusServiceUnavailable && bytes.Contains(body, []byte("Counter unavailable")):
+		return notCounted, ""
+	}
+	return unknown, fmt.Sprintf("%d %s", resp.StatusCode, strings.Join(strings.Fields(string(body)), " "))
+}
+
+// --- the app ---
+
+type app struct {
+	cmd  *exec.Cmd
+	addr string
+	done chan error
+	logs *bytes.Buffer
+}
+
+func startApp(bin, dbURL string) (*app, error) {
+	cmd := exec.Command(bin, "-addr", "127.0.0.1:0", "-migrate")
+	cmd.Env = append(os.Environ(), "DATABASE_URL="+dbURL, "LOG_LEVEL=warn")
+	logs := &bytes.Buffer{}
+	cmd.Stderr = &lockedWriter{w: logs}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w (build it with `make build`)", bin, err)
+	}
+	a := &app{cmd: cmd, done: make(chan error, 1), logs: logs}
+	addr := make(chan string, 1)
+	go func() {
+		buf := make([]byte, 4096)
+		var seen []byte
+		for {
+			n, err := out.Read(buf)
+			seen = append(seen, buf[:n]...)
+			if i := bytes.Index(seen, []byte("listening on http://")); i >= 0 {
+				if j := bytes.IndexByte(seen[i:], '\n'); j >= 0 {
+					addr <- string(seen[i+len("listening on http://") : i+j])
+					seen = nil
+				}
+			}
+			if err != nil {
+				break
+			}
+		}
+		a.done <- cmd.Wait()
+	}()
+	select {
+	case a.addr = <-addr:
+		return a, nil
+	case err := <-a.done:
+		return nil, fmt.Errorf("%s exited before listening: %v\n%s", bin, err, logs)
+	case <-time.After(30 * time.Second):
+		_ = cmd.Process.Kill()
+		return nil, fmt.Errorf("%s did not listen within 30s", bin)
+	}
+}
+
+// terminate sends SIGTERM and waits for the app to exit; it must exit 0.
+func (a *app) terminate() error {
+	_ = a.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-a.done:
+		a.done <- nil
+		if err != nil {
+			return fmt.Errorf("the app exited with %v after SIGTERM", err)
+		}
+		return nil
+	case <-time.After(20 * time.Second):
+		return errors.New("the app did not exit within 20s of SIGTERM")
+	}
+}
+
+func (a *app) kill() error {
+	_ = a.cmd.Process.Kill()
+	<-a.done
+	a.done <- nil
+	return nil
+}
+
+func (a *app) stop() {
+	_ = a.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-a.done:
+	case <-time.After(20 * time.Second):
+		_ = a.cmd.Process.Kill()
+	}
+}
+
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+// --- the database ---
+
+// cluster is a PostgreSQL cluster of the suite's own, made by scripts/pg,
+// which it stops, crashes and freezes.
+type cluster struct {
+	dir      string
+	bin      string
+	port     int
+	password string
+}
+
+func startCluster() (*cluster, error) {
+	dir, err := os.MkdirTemp("", "hitcounter-faults-")
+	if err != nil {
+		return nil, err
+	}
+	out, err := exec.Command("scripts/pg", "start", dir).Output()
+	if err != nil {
+		return nil, fmt.Errorf("scripts/pg start: %w", err)
+	}
+	u, err := url.Parse(strings.TrimSpace(string(out)))
+	if err != nil {
+		return nil, err
+	}
+	c := &cluster{dir: dir}
+	c.port, _ = strconv.Atoi(u.Port())
+	c.password, _ = u.User.Password()
+	bin, err := exec.Command("sh", "-c", `ls -d /usr/lib/postgresql/*/bin | sort -V -r | head -1`).Output()
+	if err != nil || len(bytes.TrimSpace(bin)) == 0 {
+		return nil, errors.New("no PostgreSQL server binaries under /usr/lib/postgresql")
+	}
+	c.bin = string(bytes.TrimSpace(bin))
+	return c, nil
+}
+
+func (c *cluster) url(db string) string {
+	return fmt.Sprintf("postgres://hitcounter:%s@127.0.0.1:%d/%s?sslmode=disable", c.password, c.port, db)
+}
+
+// ctl runs pg_ctl on the cluster, as its owner.
+func (c *cluster) ctl(args ...string) error {
+	full := append([]string{filepath.Join(c.bin, "pg_ctl"), "-D", filepath.Join(c.dir, "data"), "-l", filepath.Join(c.dir, "server.log")}, args...)
+	if os.Getuid() == 0 {
+		full = append([]string{"runuser", "-u", "postgres", "--"}, full...)
+	}
+	out, err := exec.Command(full[0], full[1:]...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("pg_ctl %s: %w\n%s", strings.Join(args, " "), err, out)
+	}
+	return nil
+}
+
+// start starts the cluster again on its port.
+func (c *cluster) start() error {
+	return c.ctl("start", "-w", "-t", "60", "-o",
+		fmt.Sprintf("-c listen_addresses=127.0.0.1 -p %d -c unix_socket_directories= -c max_connections=300", c.port))
+}
+
+// freeze stops every process of the cluster for d, as a hung host would.
+func (c *cluster) freeze(d time.Duration) error {
+	pids, err := c.pids()
+	if err != nil {
+		return err
+	}
+	for _, p := range pids {
+		_ = syscall.Kill(p, syscall.SIGSTOP)
+	}
+	time.Sleep(d)
+	for _, p := range pids {
+		_ = syscall.Kill(p, syscall.SIGCONT)
+	}
+	return nil
+}
+
+// pids are the postmaster and its children.
+func (c *cluster) pids() ([]int, error) {
+	b, err := os.ReadFile(filepath.Join(c.dir, "data", "postmaster.pid"))
+	if err != nil {
+		return nil, err
+	}
+	master, err := strconv.Atoi(strings.SplitN(string(b), "\n", 2)[0])
+	if err != nil {
+		return nil, err
+	}
+	pids := []int{master}
+	dirs, _ := os.ReadDir("/proc")
+	for _, d := range dirs {
+		p, err := strconv.Atoi(d.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile("/proc/" + d.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+2:]))
+		if len(f) > 1 && f[1] == strconv.Itoa(master) {
+			pids = append(pids, p)
+		}
+	}
+	return pids, nil
+}
+
+func (c *cluster) stop() {
+	_ = c.ctl("stop", "-m", "fast", "-w")
+	_ = os.RemoveAll(c.dir)
+}
+
+var databases atomic.Int64
+
+// database creates a fresh database for a scenario.
+func (c *cluster) database() (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, c.url("postgres"))
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close(ctx)
+	name := fmt.Sprintf("hc_faults_%d", databases.Add(1))
+	if _, err := conn.Exec(ctx, "create database "+name); err != nil {
+		return "", err
+	}
+	return c.url(name), nil
+}
+
+func hits(dbURL string) (int64, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var conn *pgx.Conn
+	var err error
+	for range 60 { // the server may still be recovering
+		if conn, err = pgx.Connect(ctx, dbURL); err == nil {
+			break
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close(ctx)
+	var n int64
+	err = conn.QueryRow(ctx, "select hits from counters where name = 'main'").Scan(&n)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, nil
+	}
+	return n, err
+}
