@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -25,6 +26,8 @@ import (
 	"github.com/hitcounter/hitcounter/assets"
 	"github.com/hitcounter/hitcounter/internal/nginx"
 	"github.com/hitcounter/hitcounter/internal/testdb"
+	"github.com/hitcounter/hitcounter/views"
+	"github.com/hitcounter/hitcounter/web"
 )
 
 // proxied is the production topology on this machine: the real nginx from
@@ -267,10 +270,17 @@ func TestNginxInFront(t *testing.T) {
 		direct := p.client("127.0.0.3")
 		path += "-direct"
 		send(t, direct, "GET", p.app.base+path, nil, map[string]string{"X-Real-IP": "203.0.113.9"})
+		found = false
 		for _, l := range appRequests(t, p.app.logs.String()) {
-			if l["path"] == path && l["client_ip"] != "127.0.0.3" {
-				t.Errorf("direct request: app logged client_ip %v, want the peer 127.0.0.3", l["client_ip"])
+			if l["path"] == path {
+				found = true
+				if l["client_ip"] != "127.0.0.3" {
+					t.Errorf("direct request: app logged client_ip %v, want the peer 127.0.0.3", l["client_ip"])
+				}
 			}
+		}
+		if !found {
+			t.Fatalf("no app log line for %s", path)
 		}
 	})
 
@@ -481,5 +491,32 @@ func TestNginxStartsWithJournalSockets(t *testing.T) {
 	cmd.Stdout, cmd.Stderr = journal, &stderr
 	if err := cmd.Run(); err != nil {
 		t.Fatalf("nginx -t with its stdout on a socket, as under systemd: %v\n%s", err, stderr.String())
+	}
+}
+
+// nginx's 429 answer to a flood of clicks is the counter fragment the app
+// renders, with nginx's message, polling what was clicked at the default
+// interval: written out in nginx.conf (nginx cannot render templ), and
+// held here to the real thing, so the copy cannot drift.
+func TestNginx429IsTheCounterFragment(t *testing.T) {
+	conf, err := os.ReadFile("nginx.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^\s*return 429 '(.*)\\n';$`).FindSubmatch(conf)
+	if m == nil {
+		t.Fatal("nginx.conf has no `return 429 '…\\n';`")
+	}
+	var want bytes.Buffer
+	err = views.CounterFragment(views.Counter{
+		Problem:   "Too many clicks: slow down a moment.",
+		Poll:      "$counter_poll", // nginx's variable: the clicked counter's poll
+		PollEvery: web.DefaultPollInterval,
+	}).Render(context.Background(), &want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := string(m[1]); got != want.String() {
+		t.Errorf("nginx.conf's 429 body:\n%s\nthe app's fragment:\n%s", got, want.String())
 	}
 }

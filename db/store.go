@@ -7,20 +7,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/jackc/tern/v2/migrate"
 
 	"github.com/hitcounter/hitcounter/migrations"
 )
-
-// versionTable is where tern records the schema version; the same name the
-// tern CLI uses by default, so `tern migrate` and `-migrate` agree.
-const versionTable = "schema_version"
 
 // Store is the counters table behind a connection pool, with the latest
 // committed values kept in memory (listen.go) and concurrent increments of
@@ -109,7 +103,7 @@ func Open(databaseURL string, cfg Config, log *slog.Logger) (*Store, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	schema, err := latestVersion(migrations.FS)
+	schema, err := migrations.Latest()
 	if err != nil {
 		return nil, err
 	}
@@ -157,7 +151,7 @@ func (s *Store) Ping(ctx context.Context) error {
 // wants the state now, and the prober asks again.
 func (s *Store) Ready(ctx context.Context) error {
 	var got int32
-	err := s.pool.QueryRow(ctx, "select version from "+versionTable).Scan(&got)
+	err := s.pool.QueryRow(ctx, "select version from "+migrations.VersionTable).Scan(&got)
 	if err != nil {
 		return fmt.Errorf("%w: read schema version: %w", ErrUnavailable, err)
 	}
@@ -177,12 +171,9 @@ func (s *Store) Migrate(ctx context.Context) error {
 		return fmt.Errorf("migrate: %w: %w", ErrUnavailable, err)
 	}
 	defer conn.Release()
-	m, err := migrate.NewMigrator(ctx, conn.Conn(), versionTable)
+	m, err := migrations.NewMigrator(ctx, conn.Conn())
 	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
-	}
-	if err := m.LoadMigrations(migrations.FS); err != nil {
-		return fmt.Errorf("migrate: load: %w", err)
 	}
 	from, err := m.GetCurrentVersion(ctx)
 	if err != nil {
@@ -197,12 +188,4 @@ func (s *Store) Migrate(ctx context.Context) error {
 	}
 	s.log.LogAttrs(ctx, slog.LevelInfo, "schema migrated", slog.Int("from", int(from)), slog.Int("to", int(to)))
 	return nil
-}
-
-func latestVersion(fsys fs.FS) (int32, error) {
-	names, err := migrate.FindMigrations(fsys)
-	if err != nil {
-		return 0, fmt.Errorf("find migrations: %w", err)
-	}
-	return int32(len(names)), nil
 }

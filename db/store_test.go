@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/hitcounter/hitcounter/internal/testdb"
+	"github.com/hitcounter/hitcounter/migrations"
 )
 
 func TestIncrementReturnsConsecutiveValues(t *testing.T) {
@@ -75,7 +76,11 @@ func TestUnknownCounter(t *testing.T) {
 	if got := logs.with("db retry"); len(got) != 0 {
 		t.Errorf("retry log records: %v, want none", got)
 	}
-	for _, rec := range logs.with("db transaction failed") {
+	recs := logs.with("db transaction failed")
+	if len(recs) != 2 {
+		t.Fatalf("%d final failures logged, want 2 (the increment, the read)", len(recs))
+	}
+	for _, rec := range recs {
 		if rec["level"] != "INFO" {
 			t.Errorf("not-found logged at %v, want INFO (not a database fault): %v", rec["level"], rec)
 		}
@@ -98,7 +103,7 @@ func TestReadyAndMigrate(t *testing.T) {
 		s, _ := newStore(t, dbURL, fastPolicy())
 		setVersion := func(v int32) {
 			t.Helper()
-			if _, err := s.pool.Exec(ctx, "update schema_version set version = $1", v); err != nil {
+			if _, err := s.pool.Exec(ctx, "update "+migrations.VersionTable+" set version = $1", v); err != nil {
 				t.Fatal(err)
 			}
 		}

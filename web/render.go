@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -87,7 +88,8 @@ func (s *server) sendAs(w http.ResponseWriter, r *http.Request, status int, ctyp
 	h.Set("Content-Type", ctype)
 	h.Set("Cache-Control", cacheControl)
 	if status == http.StatusServiceUnavailable {
-		h.Set("Retry-After", "2")
+		// As soon as the page's own poll asks again.
+		h.Set("Retry-After", strconv.Itoa(int(math.Ceil(s.cfg.PollInterval.Seconds()))))
 	}
 	if etag != "" {
 		h.Set("ETag", etag)

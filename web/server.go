@@ -36,10 +36,10 @@ type Store interface {
 
 // Config tunes the HTTP side. The zero value of a field means its default.
 type Config struct {
-	// PollInterval is how often pages refresh the count (default 2s).
+	// PollInterval is how often pages refresh the count (DefaultPollInterval).
 	PollInterval time.Duration
 	// RequestTimeout bounds each request's work, database retries included
-	// (default 3s); it must stay below any reverse proxy's timeout.
+	// (DefaultRequestTimeout); it must stay below any reverse proxy's timeout.
 	RequestTimeout time.Duration
 	// MaxBodyBytes bounds request bodies (default 4 KiB); larger ones get 413.
 	MaxBodyBytes int64
@@ -64,12 +64,18 @@ type Config struct {
 	APIToken string
 }
 
+// The defaults of Config, and of the settings that set it (main.go).
+const (
+	DefaultPollInterval   = 2 * time.Second
+	DefaultRequestTimeout = 3 * time.Second
+)
+
 func (c Config) withDefaults() Config {
 	if c.PollInterval <= 0 {
-		c.PollInterval = 2 * time.Second
+		c.PollInterval = DefaultPollInterval
 	}
 	if c.RequestTimeout <= 0 {
-		c.RequestTimeout = 3 * time.Second
+		c.RequestTimeout = DefaultRequestTimeout
 	}
 	if c.MaxBodyBytes <= 0 {
 		c.MaxBodyBytes = 4 << 10

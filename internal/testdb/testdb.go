@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/tern/v2/migrate"
 
 	"github.com/hitcounter/hitcounter/migrations"
 )
@@ -81,11 +80,8 @@ func NewMigrated(t testing.TB) string {
 		t.Fatalf("connect to test database: %v", err)
 	}
 	defer conn.Close(context.Background())
-	m, err := migrate.NewMigrator(ctx, conn, "schema_version")
+	m, err := migrations.NewMigrator(ctx, conn)
 	if err != nil {
-		t.Fatal(err)
-	}
-	if err := m.LoadMigrations(migrations.FS); err != nil {
 		t.Fatal(err)
 	}
 	if err := m.Migrate(ctx); err != nil {
