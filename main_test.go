@@ -185,10 +185,19 @@ func TestRunCounterSettings(t *testing.T) {
 // over the environment.
 func TestRunFlagsOverrideEnvironment(t *testing.T) {
 	dbURL := testdb.NewMigrated(t)
-	base := startRun(t, map[string]string{"DATABASE_URL": dbURL, "POLL_INTERVAL": "7s"}, "-poll-interval", "5s").base
-	_, body := get(t, base+"/count")
-	if !strings.Contains(body, `hx-trigger="every 5s"`) {
-		t.Fatalf("flag -poll-interval 5s not applied:\n%s", body)
+	env := map[string]string{"DATABASE_URL": dbURL, "POLL_INTERVAL": "7s"}
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{nil, "every 7s"}, // the environment
+		{[]string{"-poll-interval", "5s"}, "every 5s"}, // a flag wins
+	} {
+		base := startRun(t, env, tt.args...).base
+		_, body := get(t, base+"/count")
+		if !strings.Contains(body, `hx-trigger="`+tt.want+`"`) {
+			t.Errorf("with POLL_INTERVAL=7s and flags %q: want %s in\n%s", tt.args, tt.want, body)
+		}
 	}
 }
 

@@ -449,8 +449,9 @@ func TestSecurityHeadersEverywhere(t *testing.T) {
 		if strings.Contains(csp, "unsafe-") {
 			t.Errorf("%s: CSP %q allows unsafe code", path, csp)
 		}
-		if h.Get("X-Content-Type-Options") != "nosniff" || h.Get("Referrer-Policy") == "" {
-			t.Errorf("%s: missing nosniff or Referrer-Policy: %v", path, h)
+		if h.Get("X-Content-Type-Options") != "nosniff" || h.Get("Referrer-Policy") != "no-referrer" ||
+			h.Get("X-Frame-Options") != "DENY" || h.Get("Cross-Origin-Opener-Policy") != "same-origin" {
+			t.Errorf("%s: security headers missing or wrong: %v", path, h)
 		}
 	}
 }
