@@ -6,6 +6,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/a-h/templ"
+
 	"github.com/hitcounter/hitcounter/db"
 	"github.com/hitcounter/hitcounter/views"
 )
@@ -21,43 +23,44 @@ func (s *server) counterPage(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	c, err := s.pageView(r, name)
-	if err != nil && !isStorageFailure(err) {
-		return err // unknown counter: a 404 page, not a counter page
+	if err != nil {
+		return err
 	}
-	return s.page(w, r, c, err)
+	to := s.store.Today()
+	from := to.AddDate(0, 0, -(chartDays - 1))
+	// The view is counted and its figures are right: a failure to read the
+	// history only leaves the chart out.
+	days, err := s.store.Days(r.Context(), name, from, to)
+	if err != nil {
+		noteError(r, err)
+		days = nil
+	} else {
+		days = db.FillDays(days, from, to)
+	}
+	return s.render(w, r, http.StatusOK, s.counterPageView(r, name, s.counterView(r, c), days))
 }
 
-// counterPageOf renders the counter page around its counter fragment v.
-func (s *server) counterPageOf(w http.ResponseWriter, r *http.Request, name string, v views.Counter, status int) error {
+// counterPageView is the counter page around its fragment v; without days
+// the chart says the history is unavailable.
+func (s *server) counterPageView(r *http.Request, name string, v views.Counter, days []db.Day) templ.Component {
 	p := views.CounterPage{
 		Assets:    s.assets,
 		Name:      name,
 		Counter:   v,
 		Hit:       "/c/" + name + "/hit",
 		DontCount: dontCount(r),
-	}
-	p.Chart.Unavailable = true
-	if status == http.StatusOK {
-		to := s.store.Today()
-		from := to.AddDate(0, 0, -(chartDays - 1))
-		// The view is counted and its figures are right: a failure to read
-		// the history only leaves the chart out.
-		if days, err := s.store.Days(r.Context(), name, from, to); err != nil {
-			noteError(r, err)
-		} else {
-			p.Chart = chartOf(db.FillDays(days, from, to))
-		}
+		Chart:     chartOf(days),
 	}
 	base := baseURL(r)
 	p.Badge = "[![" + name + " views](" + base + "/c/" + name + "/badge.svg)](" + base + "/c/" + name + ")"
 	p.Iframe = `<iframe src="` + base + "/c/" + name + `/embed?button" title="` + name +
 		` hit counter" width="320" height="120" loading="lazy"></iframe>`
 	p.JSON = base + "/api/counters/" + name
-	return s.render(w, r, status, views.CounterPageView(p))
+	return views.CounterPageView(p)
 }
 
 func chartOf(days []db.Day) views.Chart {
-	var c views.Chart
+	c := views.Chart{Unavailable: days == nil}
 	for _, d := range days {
 		c.Days = append(c.Days, views.ChartDay{
 			Date:     d.Day.Format(time.DateOnly),

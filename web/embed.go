@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/a-h/templ"
+
 	"github.com/hitcounter/hitcounter/db"
 	"github.com/hitcounter/hitcounter/views"
 )
@@ -19,9 +21,8 @@ func (s *server) embed(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	q := r.URL.Query()
 	var c db.Counts
-	switch q.Get("count") {
+	switch r.URL.Query().Get("count") {
 	case "", "1":
 		c, err = s.pageView(r, name)
 	case "0":
@@ -29,19 +30,30 @@ func (s *server) embed(w http.ResponseWriter, r *http.Request) error {
 	default:
 		return errorf(http.StatusBadRequest, "count must be 0 or 1.")
 	}
-	if err != nil && !isStorageFailure(err) {
+	if err != nil {
 		return err
 	}
-	v, status := s.counterView(r, c, err)
+	s.allowFraming(w)
+	return s.render(w, r, http.StatusOK, s.embedView(r, name, s.counterView(r, c)))
+}
+
+// embedView is the embed around its fragment v (see allowFraming).
+func (s *server) embedView(r *http.Request, name string, v views.Counter) templ.Component {
 	e := views.Embed{Assets: s.assets, Name: name, Counter: v}
-	if q.Has("button") {
+	if r.URL.Query().Has("button") {
 		e.Hit = "/c/" + name + "/hit?embed"
 	}
+	return views.EmbedView(e)
+}
+
+// allowFraming lets the owner's origins (and this one) frame an embed:
+// CSP frame-ancestors instead of the 'none' every other page has, and no
+// X-Frame-Options, which cannot list origins.
+func (s *server) allowFraming(w http.ResponseWriter) {
 	h := w.Header()
 	h.Set("Content-Security-Policy", strings.Replace(contentSecurityPolicy,
 		"frame-ancestors 'none'", "frame-ancestors "+s.frameAncestors(), 1))
-	h.Del("X-Frame-Options") // superseded by frame-ancestors, and it cannot list origins
-	return s.render(w, r, status, views.EmbedView(e))
+	h.Del("X-Frame-Options")
 }
 
 // frameAncestors is the CSP source list of who may frame an embed.

@@ -41,7 +41,10 @@ func counterPath(name string) string {
 // value; HEAD and the redirect after a no-JavaScript click only read.
 func (s *server) index(w http.ResponseWriter, r *http.Request) error {
 	c, err := s.pageView(r, mainCounter)
-	return s.page(w, r, c, err)
+	if err != nil {
+		return err
+	}
+	return s.render(w, r, http.StatusOK, views.HomePage(views.Page{Assets: s.assets, Counter: s.counterView(r, c)}))
 }
 
 // pageView counts a page view, or only reads for HEAD and the page a
@@ -67,13 +70,13 @@ func (s *server) hit(w http.ResponseWriter, r *http.Request) error {
 		}
 		return errorf(http.StatusBadRequest, "The request body is not a valid form.")
 	}
-	c, err := s.view(r, name)
 	w.Header().Add("Vary", "HX-Request")
-	if isHTMX(r) {
-		return s.fragment(w, r, c, err)
-	}
+	c, err := s.view(r, name)
 	if err != nil {
-		return s.page(w, r, c, err)
+		return err
+	}
+	if isHTMX(r) {
+		return s.render(w, r, http.StatusOK, views.CounterFragment(s.counterView(r, c)))
 	}
 	back := counterPath(name) + "?" + countedParam
 	if r.URL.Query().Has("embed") {
@@ -93,13 +96,12 @@ func (s *server) count(w http.ResponseWriter, r *http.Request) error {
 	}
 	c, err := s.store.Counts(r.Context(), name)
 	if err != nil {
-		return s.fragment(w, r, c, err)
+		return err
 	}
 	p, _ := s.lastPolls.Load(name)
 	last, _ := p.(*renderedPoll)
 	if last == nil || last.counts != c {
-		v, _ := s.counterView(r, c, nil)
-		body, err := s.renderBytes(w, r, views.CounterFragment(v))
+		body, err := s.renderBytes(w, r, views.CounterFragment(s.counterView(r, c)))
 		if err != nil {
 			return err
 		}
@@ -118,28 +120,11 @@ type renderedPoll struct {
 	etag   string
 }
 
-// page renders the home page; a storage failure shows in place of the
-// count (with its status) and the page keeps polling, so it recovers by
-// itself.
-func (s *server) page(w http.ResponseWriter, r *http.Request, c db.Counts, err error) error {
-	v, status := s.counterView(r, c, err)
-	if name, _ := counterOf(r); name != mainCounter {
-		return s.counterPageOf(w, r, name, v, status)
-	}
-	return s.render(w, r, status, views.HomePage(views.Page{Assets: s.assets, Counter: v}))
-}
-
-func (s *server) fragment(w http.ResponseWriter, r *http.Request, c db.Counts, err error) error {
-	v, status := s.counterView(r, c, err)
-	return s.render(w, r, status, views.CounterFragment(v))
-}
-
-// counterView turns a storage result into the counter's view model. The
-// main counter shows its total as it always did; named counters show
-// today's figures too.
-func (s *server) counterView(r *http.Request, c db.Counts, err error) (views.Counter, int) {
-	name, nameErr := counterOf(r)
-	if nameErr != nil {
+// counterView is a counter's live fragment. The main counter shows its
+// total as it always did; named counters show today's figures too.
+func (s *server) counterView(r *http.Request, c db.Counts) views.Counter {
+	name, err := counterOf(r)
+	if err != nil {
 		name = mainCounter // a refused name has no fragment of its own
 	}
 	v := views.Counter{Hits: c.Total, PollEvery: s.cfg.PollInterval, Poll: "/count"}
@@ -147,13 +132,7 @@ func (s *server) counterView(r *http.Request, c db.Counts, err error) (views.Cou
 		v.Poll = "/c/" + name + "/count"
 		v.Today = &views.Today{Views: c.Views, Visitors: c.Visitors}
 	}
-	if err == nil {
-		return v, http.StatusOK
-	}
-	noteError(r, err)
-	status, msg := problem(err)
-	v.Problem, v.Today = msg, nil
-	return v, status
+	return v
 }
 
 // healthz says the process is alive; it never touches the database, so a

@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/a-h/templ"
+	"github.com/go-chi/chi/v5"
 
 	"github.com/hitcounter/hitcounter/db"
 	"github.com/hitcounter/hitcounter/views"
@@ -22,8 +23,8 @@ import (
 // one place (handle) turns errors into responses.
 type handlerFunc func(w http.ResponseWriter, r *http.Request) error
 
-// handle adapts a handlerFunc: an error becomes an error page (the counter
-// fragment for htmx) and is noted for the request log.
+// handle adapts a handlerFunc: every error a handler returns ends here,
+// noted for the request log and answered through the one problem table.
 func (s *server) handle(h handlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		err := h(w, r)
@@ -31,18 +32,36 @@ func (s *server) handle(h handlerFunc) http.HandlerFunc {
 			return
 		}
 		noteError(r, err)
-		status, msg := problem(err)
-		// htmx swaps error answers too (htmx 4), and its only target is the
-		// counter: answer with the counter showing the message, still polling.
-		page := views.ErrorPage(views.Error{Assets: s.assets, Title: http.StatusText(status), Message: msg})
-		if isHTMX(r) {
-			v, _ := s.counterView(r, db.Counts{}, err)
-			page = views.CounterFragment(v)
-		}
-		if err := s.render(w, r, status, page); err != nil {
+		status, view := s.problemView(w, r, err)
+		if err := s.render(w, r, status, view); err != nil {
 			noteError(r, err)
 		}
 	}
+}
+
+// problemView is how an error is shown. htmx swaps error answers too
+// (htmx 4), and its only target is the counter: it gets the counter
+// showing the message, still polling. A counter's page or embed whose
+// storage failed is shown with the message in place of the count, and
+// keeps polling, so it recovers by itself. Anything else is an error page.
+func (s *server) problemView(w http.ResponseWriter, r *http.Request, err error) (int, templ.Component) {
+	status, msg := problem(err)
+	v := s.counterView(r, db.Counts{})
+	v.Problem, v.Today = msg, nil
+	name, nameErr := counterOf(r)
+	switch route := chi.RouteContext(r.Context()).RoutePattern(); {
+	case isHTMX(r):
+		return status, views.CounterFragment(v)
+	case status < 500 || nameErr != nil:
+	case route == "/" || route == "/hit":
+		return status, views.HomePage(views.Page{Assets: s.assets, Counter: v})
+	case route == "/c/{name}" || route == "/c/{name}/hit":
+		return status, s.counterPageView(r, name, v, nil)
+	case route == "/c/{name}/embed":
+		s.allowFraming(w)
+		return status, s.embedView(r, name, v)
+	}
+	return status, views.ErrorPage(views.Error{Assets: s.assets, Title: http.StatusText(status), Message: msg})
 }
 
 // render writes a component with a status. It renders into a buffer first,
