@@ -86,8 +86,8 @@ func baseURL(r *http.Request) string {
 // dontCount sets or clears the cookie that stops this browser's views from
 // counting: only on this explicit request (the form on the counter page).
 func (s *server) dontCount(w http.ResponseWriter, r *http.Request) error {
-	if err := r.ParseForm(); err != nil {
-		return errorf(http.StatusBadRequest, "The request body is not a valid form.")
+	if err := parseForm(r); err != nil {
+		return err
 	}
 	back := r.PostForm.Get("back")
 	if back != "/" && !(strings.HasPrefix(back, "/c/") && db.ValidName(strings.TrimPrefix(back, "/c/"))) {

@@ -2,7 +2,10 @@ package web
 
 import (
 	"errors"
+	"fmt"
+	"net"
 	"net/http"
+	"os"
 	"strings"
 
 	"github.com/go-chi/chi/v5"
@@ -63,12 +66,8 @@ func (s *server) hit(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := r.ParseForm(); err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			return errorf(http.StatusRequestEntityTooLarge, "The request body is too large.")
-		}
-		return errorf(http.StatusBadRequest, "The request body is not a valid form.")
+	if err := parseForm(r); err != nil {
+		return err
 	}
 	w.Header().Add("Vary", "HX-Request")
 	c, err := s.view(r, name)
@@ -171,8 +170,30 @@ func (s *server) methodNotAllowed(w http.ResponseWriter, r *http.Request) error 
 	if s.mux.Match(chi.NewRouteContext(), http.MethodPost, r.URL.Path) {
 		allow = append(allow, http.MethodPost)
 	}
+	if len(allow) == 0 {
+		// No method at all (CONNECT host:port, PRI *): nothing is here.
+		return s.notFound(w, r)
+	}
 	w.Header().Set("Allow", strings.Join(allow, ", "))
 	return errorf(http.StatusMethodNotAllowed, "This address does not accept "+r.Method+" requests.")
 }
 
 func isHTMX(r *http.Request) bool { return r.Header.Get("HX-Request") == "true" }
+
+// parseForm reads a form body and says what went wrong in the client's
+// terms: too large (413), too slow (408: the server's read deadline
+// passed while it waited for the body), or not a form (400).
+func parseForm(r *http.Request) error {
+	err := r.ParseForm()
+	var tooBig *http.MaxBytesError
+	var netErr net.Error
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &tooBig):
+		return errorf(http.StatusRequestEntityTooLarge, "The request body is too large.")
+	case errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &netErr) && netErr.Timeout():
+		return fmt.Errorf("%w (%w)", errorf(http.StatusRequestTimeout, "The request body came too slowly."), err)
+	}
+	return errorf(http.StatusBadRequest, "The request body is not a valid form.")
+}

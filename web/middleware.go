@@ -2,16 +2,37 @@ package web
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"runtime/debug"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-chi/chi/v5/middleware"
 )
+
+// requestID gives every request an id of the server's own, for the log
+// (request_id) and the X-Request-Id answer header. A client's
+// X-Request-Id is never used as it: a client could forge or reuse the id
+// that correlates the logs. It is kept apart, as client_request_id.
+func requestID(next http.Handler) http.Handler {
+	var prefix [6]byte
+	_, _ = rand.Read(prefix[:]) // never fails (crypto/rand)
+	host := hex.EncodeToString(prefix[:])
+	var seq atomic.Uint64
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := host + "-" + strconv.FormatUint(seq.Add(1), 36)
+		w.Header().Set("X-Request-Id", id)
+		ctx := context.WithValue(r.Context(), middleware.RequestIDKey, id)
+		next.ServeHTTP(w, r.WithContext(ctx))
+	})
+}
 
 // requestNote carries a request's error from the handler to its log line,
 // so each request is logged once, with its cause.
@@ -57,6 +78,9 @@ func (s *server) logRequests(next http.Handler) http.Handler {
 				slog.Duration("duration", time.Since(start)),
 				slog.String("client_ip", clientIP(r)),
 				slog.String("request_id", middleware.GetReqID(r.Context())),
+			}
+			if id := r.Header.Get("X-Request-Id"); id != "" {
+				attrs = append(attrs, slog.String("client_request_id", truncate(id, 64)))
 			}
 			if note.err != nil {
 				attrs = append(attrs, slog.Any("err", note.err))
@@ -156,4 +180,12 @@ func (s *server) deadline(next http.Handler) http.Handler {
 		defer cancel()
 		next.ServeHTTP(w, r.WithContext(ctx))
 	})
+}
+
+// truncate cuts s to at most n bytes, for client-given text in the log.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
 }

@@ -10,7 +10,7 @@ func (s *server) routes() error {
 	r := chi.NewRouter()
 	s.mux = r
 
-	r.Use(middleware.RequestID)
+	r.Use(requestID)
 	if s.cfg.ClientIPHeader != "" {
 		trusted := make([]string, len(s.cfg.TrustedProxies))
 		for i, p := range s.cfg.TrustedProxies {

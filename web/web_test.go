@@ -1,6 +1,7 @@
 package web_test
 
 import (
+	"bufio"
 	"context"
 	"io"
 	"log/slog"
@@ -788,5 +789,104 @@ func TestTwoInstancesStayExactAndFresh(t *testing.T) {
 	t.Logf("a click on instance a showed on instance b after %s (poll interval %s)", time.Since(clicked).Round(time.Microsecond), pollInterval)
 	if got := b.store.Stats().DatabaseReads - reads; got != 0 {
 		t.Errorf("instance b read the database %d times, want 0 (memory)", got)
+	}
+}
+
+// Request ids are the server's own: a client's X-Request-Id is logged
+// apart, never as the id that correlates the logs.
+func TestRequestIDIsTheServers(t *testing.T) {
+	a := newApp(t, web.Config{})
+	resp, _ := a.do(t, "GET", "/healthz", nil, map[string]string{"X-Request-Id": "forged-id"})
+	id := resp.Header.Get("X-Request-Id")
+	if id == "" || id == "forged-id" {
+		t.Fatalf("X-Request-Id answered %q, want one of the server's own", id)
+	}
+	resp2, _ := a.do(t, "GET", "/healthz", nil, nil)
+	if id2 := resp2.Header.Get("X-Request-Id"); id2 == "" || id2 == id {
+		t.Errorf("two requests, ids %q and %q: want two different ids", id, id2)
+	}
+	logs := a.logs.String()
+	if !strings.Contains(logs, "request_id="+id) || !strings.Contains(logs, "client_request_id=forged-id") {
+		t.Errorf("the log has not request_id=%s and client_request_id=forged-id:\n%s", id, logs)
+	}
+	if strings.Contains(logs, "request_id=forged-id ") {
+		t.Errorf("the client's id was used as the request id:\n%s", logs)
+	}
+}
+
+// Requests no route takes with any method (CONNECT host:port, PRI *) get
+// 404, not a 405 with an empty Allow.
+func TestNoMethodNoAllow(t *testing.T) {
+	a := newApp(t, web.Config{})
+	for _, raw := range []string{
+		"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n",
+		"DELETE /nope HTTP/1.1\r\nHost: x\r\n\r\n",
+	} {
+		conn, err := net.Dial("tcp", strings.TrimPrefix(a.srv.URL, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+		if _, err := conn.Write([]byte(raw)); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			t.Fatalf("%q: %v", raw, err)
+		}
+		resp.Body.Close()
+		conn.Close()
+		if resp.StatusCode == http.StatusMethodNotAllowed && resp.Header.Get("Allow") == "" {
+			t.Errorf("%q: 405 with an empty Allow", strings.SplitN(raw, "\r\n", 2)[0])
+		}
+		if resp.StatusCode != http.StatusNotFound {
+			t.Errorf("%q: %d, want 404", strings.SplitN(raw, "\r\n", 2)[0], resp.StatusCode)
+		}
+	}
+	resp, _ := a.do(t, "DELETE", "/hit", nil, nil)
+	if resp.StatusCode != http.StatusMethodNotAllowed || resp.Header.Get("Allow") != "POST" {
+		t.Errorf("DELETE /hit: %d, Allow %q; want 405 with Allow POST", resp.StatusCode, resp.Header.Get("Allow"))
+	}
+}
+
+// A body that comes too slowly is a timeout (408), logged as such, and
+// counts nothing.
+func TestSlowBodyIs408(t *testing.T) {
+	dbURL := testdb.NewMigrated(t)
+	logs := &syncBuffer{}
+	log := slog.New(slog.NewTextHandler(logs, nil))
+	store, err := db.Open(dbURL, db.DefaultConfig(), log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(store.Close)
+	h, err := web.NewServer(web.Config{}, store, assets.FS, assets.HTMX, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(h)
+	srv.Config.ReadTimeout = 300 * time.Millisecond
+	srv.Start()
+	t.Cleanup(srv.Close)
+	conn, err := net.Dial("tcp", strings.TrimPrefix(srv.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	_, _ = conn.Write([]byte("POST /hit HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 10\r\n\r\na"))
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusRequestTimeout || !strings.Contains(string(body), "The request body came too slowly.") {
+		t.Errorf("a slow body: %d\n%s", resp.StatusCode, body)
+	}
+	if !strings.Contains(logs.String(), "status=408") || !strings.Contains(logs.String(), "timeout") {
+		t.Errorf("the log does not say 408 and why:\n%s", logs.String())
+	}
+	if got := testdb.Hits(t, dbURL, "main"); got != 0 {
+		t.Errorf("%d hits counted", got)
 	}
 }
