@@ -250,3 +250,49 @@ func TestTerminatedWriteIsRetried(t *testing.T) {
 		t.Errorf("retry log: got %v, want op increment with sqlstate 57P01", retry)
 	}
 }
+
+// An outage is logged in full once, then quietly: later failures and
+// their retries at debug, and a line when the database is back with how
+// many failed meanwhile.
+func TestOutageIsLoggedOnceNotPerRequest(t *testing.T) {
+	t.Parallel()
+	dbURL := testdb.NewMigrated(t)
+	proxy, proxied := pgproxy.ForTest(t, dbURL)
+	s, logs := newStore(t, proxied, fastPolicy())
+	ctx := testCtx(t)
+	proxy.SetDown(true)
+	const failures = 5
+	for range failures {
+		err := s.Transact(ctx, "probe", pgx.TxOptions{}, func(ctx context.Context, tx pgx.Tx) error { return nil })
+		if !errors.Is(err, ErrUnavailable) {
+			t.Fatalf("while down: %v, want ErrUnavailable", err)
+		}
+	}
+	byLevel := map[string]int{}
+	for _, rec := range logs.with("db transaction failed") {
+		byLevel[rec["level"].(string)]++
+	}
+	if byLevel["ERROR"] != 1 || byLevel["DEBUG"] != failures-1 {
+		t.Errorf("final failures by level: %v, want 1 ERROR and %d DEBUG", byLevel, failures-1)
+	}
+	if got := logs.with("db unavailable: requests fail until it answers; their retries and failures are logged at debug, summed up here every 10s"); len(got) != 1 {
+		t.Errorf("%d outage lines, want 1", len(got))
+	}
+	warned := 0
+	for _, rec := range logs.with("db retry") {
+		if rec["level"] == "WARN" {
+			warned++
+		}
+	}
+	if want := fastPolicy().MaxRetries; warned != want {
+		t.Errorf("%d retries logged at WARN, want only the first failure's %d", warned, want)
+	}
+	proxy.SetDown(false)
+	if _, err := s.Increment(ctx, "main"); err != nil {
+		t.Fatal(err)
+	}
+	back := logs.with("db available again")
+	if len(back) != 1 || num(t, back[0], "failed") != failures {
+		t.Errorf("recovery lines: %v, want one saying %d failed", back, failures)
+	}
+}

@@ -123,8 +123,11 @@ func (s *Store) listen(ctx context.Context, cfg *pgx.ConnConfig) {
 		}
 		wait := max(s.cfg.Retry.Delay(min(failures, 32), rand.Float64()), minListenWait)
 		level := slog.LevelWarn
-		if code := sqlState(err); code == "42P01" || code == "42703" {
+		switch code := sqlState(err); {
+		case code == "42P01" || code == "42703":
 			level = slog.LevelInfo // not migrated yet: expected while -migrate runs at start
+		case failures > 1:
+			level = slog.LevelDebug // the first says it; "up" says for how long
 		}
 		s.log.LogAttrs(ctx, level, "db listener down: reads go to the database",
 			slog.Int("attempt", failures),

@@ -203,6 +203,7 @@ func (s *Store) retry(ctx context.Context, op string, attrs []slog.Attr, attempt
 	for n := 1; ; n++ {
 		o := attempt(ctx)
 		if o.err == nil {
+			s.outageOver(ctx)
 			return nil
 		}
 		ph, err := o.phase, o.err
@@ -227,7 +228,11 @@ func (s *Store) retry(ctx context.Context, op string, attrs []slog.Attr, attempt
 			return s.fail(ctx, op, attrs, n, ph, v.kind, err)
 		}
 		s.observe().Retry(op, string(ph), sqlState(err))
-		s.log.LogAttrs(ctx, slog.LevelWarn, "db retry", append([]slog.Attr{
+		level := slog.LevelWarn
+		if s.outageFlag.Load() {
+			level = slog.LevelDebug // summed up by the outage's lines (outage.go)
+		}
+		s.log.LogAttrs(ctx, level, "db retry", append([]slog.Attr{
 			slog.String("op", op),
 			slog.Int("attempt", n),
 			slog.Int("max", p.MaxRetries),
@@ -272,12 +277,20 @@ func (s *Store) attempt(ctx context.Context, opts pgx.TxOptions, fn func(context
 
 // fail logs the final failure once and returns it wrapped in its kind.
 func (s *Store) fail(ctx context.Context, op string, attrs []slog.Attr, attempts int, ph phase, kind, err error) error {
-	level := slog.LevelError
-	if kind == ErrInvalid || kind == ErrNotFound || (kind == nil && (errors.Is(err, ErrNotFound) || errors.Is(err, ErrExists) || errors.Is(err, ErrInvalid))) {
+	level, msg := slog.LevelError, "db transaction failed"
+	switch {
+	case kind == ErrInvalid || kind == ErrNotFound || (kind == nil && (errors.Is(err, ErrNotFound) || errors.Is(err, ErrExists) || errors.Is(err, ErrInvalid))):
 		level = slog.LevelInfo // the caller's input, not the database's health
+	case errors.Is(err, context.Canceled):
+		// The caller went away (a client that closed its connection): not
+		// the database's doing, and nobody is waiting for the answer.
+		level, msg = slog.LevelDebug, "db call abandoned: its caller is gone"
+	case kind == ErrUnavailable:
+		s.outageFlag.Store(true)
+		level = s.outageFailed(ctx, op)
 	}
 	s.observe().Failure(op, kindName(kind, err))
-	s.log.LogAttrs(ctx, level, "db transaction failed", append([]slog.Attr{
+	s.log.LogAttrs(ctx, level, msg, append([]slog.Attr{
 		slog.String("op", op),
 		slog.Int("attempts", attempts),
 		slog.String("phase", string(ph)),

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -29,6 +30,9 @@ type Store struct {
 	cache   *cache
 	salts   saltCache
 	stats   stats
+
+	outage     outage
+	outageFlag atomic.Bool // an outage is on: retries log at debug
 
 	stopListening context.CancelFunc
 	listening     chan struct{} // closed when the listener has stopped

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -62,7 +63,12 @@ func (s *server) logRequests(next http.Handler) http.Handler {
 				status = http.StatusOK
 			}
 			level := slog.LevelInfo
+			// The client left while the answer was being made: its work was
+			// cancelled (and the answer went nowhere).
+			gone := r.Context().Err() != nil && errors.Is(note.err, context.Canceled)
 			switch {
+			case gone:
+				level = slog.LevelDebug // nothing reached it; nobody's fault here
 			case status == http.StatusServiceUnavailable:
 				level = slog.LevelWarn // the database layer has logged the failure itself
 			case status >= 500:
@@ -81,6 +87,9 @@ func (s *server) logRequests(next http.Handler) http.Handler {
 			}
 			if id := r.Header.Get("X-Request-Id"); id != "" {
 				attrs = append(attrs, slog.String("client_request_id", truncate(id, 64)))
+			}
+			if gone {
+				attrs = append(attrs, slog.Bool("client_gone", true))
 			}
 			if note.err != nil {
 				attrs = append(attrs, slog.Any("err", note.err))

@@ -622,8 +622,62 @@ func TestRequestDeadlineAnswersWhenDatabaseHangs(t *testing.T) {
 	}
 }
 
-// panickingStore stands in for a bug in a handler's path; not a data store.
-// panickingStore panics where the handlers reach for the data; the rest
+// A client that leaves while the database is slow is logged as gone, at
+// debug, and its abandoned query is not a database failure.
+func TestClientGoneIsNotADatabaseFailure(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var held sync.WaitGroup
+	conns := make(chan net.Conn, 16)
+	held.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conns <- c // accepted, never answered: a database that hangs
+		}
+	})
+	t.Cleanup(func() {
+		ln.Close()
+		held.Wait()
+		close(conns)
+		for c := range conns {
+			c.Close()
+		}
+	})
+	a := newAppOn(t, web.Config{RequestTimeout: 10 * time.Second},
+		"postgres://u:p@"+ln.Addr().String()+"/db?sslmode=disable")
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", a.srv.URL+"/count", nil)
+	if resp, err := http.DefaultClient.Do(req); err == nil {
+		resp.Body.Close()
+		t.Fatalf("the request was answered (%d) although the database hangs", resp.StatusCode)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(a.logs.String(), "client_gone=true") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no request line with client_gone=true within 10s:\n%s", a.logs.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for _, l := range strings.Split(a.logs.String(), "\n") {
+		if strings.Contains(l, "client_gone=true") && !strings.Contains(l, "level=DEBUG") {
+			t.Errorf("the gone client's request is logged above debug: %s", l)
+		}
+		if strings.Contains(l, "db transaction failed") {
+			t.Errorf("a gone client's query logged as a database failure: %s", l)
+		}
+	}
+	if !strings.Contains(a.logs.String(), "db call abandoned: its caller is gone") {
+		t.Errorf("the abandoned query is not logged as such:\n%s", a.logs.String())
+	}
+}
+
+// panickingStore stands in for a bug in a handler's path: it panics where the handlers reach for the data; the rest
 // of web.Store comes from the nil interface it embeds, never called here.
 type panickingStore struct{ web.Store }
 
