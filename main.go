@@ -20,6 +20,7 @@ import (
 	"runtime/pprof"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 	_ "time/tzdata" // TIMEZONE works in images without /usr/share/zoneinfo
@@ -51,6 +52,8 @@ type config struct {
 	pollInterval    time.Duration
 	requestTimeout  time.Duration
 	shutdownTimeout time.Duration
+	shutdownDrain   time.Duration
+	migrateWait     time.Duration
 	logLevel        string
 	logFormat       string
 	clientIPHeader  string
@@ -101,9 +104,11 @@ func flags(c *config, fs *flag.FlagSet) (envOf map[string]string) {
 	envOf["coalesce"] = "COALESCE"
 	integer(&c.store.MaxBatch, "batch-max", "BATCH_MAX", "most increments one statement adds")
 	integer(&c.store.MaxQueued, "queue-max", "QUEUE_MAX", "most increments of one counter waiting for their statement; more get 503 at once")
-	dur(&c.pollInterval, "poll-interval", "POLL_INTERVAL", 2*time.Second, "how often pages refresh the count")
-	dur(&c.requestTimeout, "request-timeout", "REQUEST_TIMEOUT", 3*time.Second, "deadline of one request, retries included")
-	dur(&c.shutdownTimeout, "shutdown-timeout", "SHUTDOWN_TIMEOUT", 10*time.Second, "how long shutdown waits for requests in flight")
+	dur(&c.pollInterval, "poll-interval", "POLL_INTERVAL", web.DefaultPollInterval, "how often pages refresh the count")
+	dur(&c.requestTimeout, "request-timeout", "REQUEST_TIMEOUT", web.DefaultRequestTimeout, "deadline of one request, retries included")
+	dur(&c.shutdownTimeout, "shutdown-timeout", "SHUTDOWN_TIMEOUT", 10*time.Second, "the most a shutdown takes, requests in flight and closing the database pool included")
+	dur(&c.shutdownDrain, "shutdown-drain", "SHUTDOWN_DRAIN", time.Second, "on SIGTERM, how long /readyz says 503 before the listener closes, so proxies stop sending")
+	dur(&c.migrateWait, "migrate-wait", "MIGRATE_WAIT", time.Minute, "with -migrate, how long to wait for the database at start before failing")
 	str(&c.logLevel, "log-level", "LOG_LEVEL", "info", "debug, info, warn or error")
 	str(&c.logFormat, "log-format", "LOG_FORMAT", "text", "text or json")
 	str(&c.clientIPHeader, "client-ip-header", "CLIENT_IP_HEADER", "", "header a trusted reverse proxy sets to the client IP, e.g. X-Real-IP; empty when exposed directly")
@@ -158,6 +163,12 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		return c, fmt.Errorf("poll interval %s is too short (minimum 100ms)", c.pollInterval)
 	case c.requestTimeout <= 0:
 		return c, fmt.Errorf("request timeout must be > 0, got %s", c.requestTimeout)
+	case c.shutdownTimeout <= 0:
+		return c, fmt.Errorf("shutdown timeout must be > 0, got %s", c.shutdownTimeout)
+	case c.shutdownDrain < 0 || c.shutdownDrain >= c.shutdownTimeout:
+		return c, fmt.Errorf("shutdown drain (%s) must be ≥ 0 and shorter than the shutdown timeout (%s)", c.shutdownDrain, c.shutdownTimeout)
+	case c.migrateWait <= 0:
+		return c, fmt.Errorf("migrate wait must be > 0, got %s", c.migrateWait)
 	}
 	c.store.OnePerHit = !c.coalesce
 	loc, err := time.LoadLocation(c.timezone)
@@ -264,16 +275,24 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	if err != nil {
 		return err
 	}
-	defer store.Close()
-	if err := store.Ping(ctx); err != nil {
-		return fmt.Errorf("database: %w", err)
-	}
+	shuttingDown := false // from then on shutdown closes the store, within its timeout
+	defer func() {
+		if !shuttingDown {
+			store.Close()
+		}
+	}()
+	// The database may come after the app (a host's reboot starts both at
+	// once): without -migrate, serve anyway, 503 until it answers.
 	if cfg.migrate {
-		if err := store.Migrate(ctx); err != nil {
+		if err := migrateWhenReachable(ctx, store, cfg.migrateWait, log); err != nil {
 			return err
 		}
+	} else if err := store.Ping(ctx); err != nil {
+		log.Warn("the database does not answer yet: serving, with 503 for counts until it does", "err", err)
 	}
 
+	var draining atomic.Bool
+	cfg.web.Draining = draining.Load
 	handler, err := web.NewServer(cfg.web, store, assets.FS, assets.HTMX, log)
 	if err != nil {
 		return err
@@ -304,14 +323,63 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
-	log.Info("shutting down", "timeout", cfg.shutdownTimeout)
-	sctx, cancel := context.WithTimeout(context.Background(), cfg.shutdownTimeout)
+	shuttingDown = true
+	return shutdown(srv, &draining, store.Close, cfg, log)
+}
+
+// shutdown stops within cfg.shutdownTimeout, all of it: /readyz turns 503
+// and answers say Connection: close for the drain, so proxies and clients
+// stop sending here; then the listener closes and requests in flight (and
+// their queued batches) finish; then the database pool closes. A pool
+// that does not close in the time left (a frozen server) is left behind:
+// the process exits anyway, and the server drops the connections.
+func shutdown(srv *http.Server, draining *atomic.Bool, closeStore func(), cfg config, log *slog.Logger) error {
+	deadline := time.Now().Add(cfg.shutdownTimeout)
+	log.Info("shutting down: not ready, draining", "drain", cfg.shutdownDrain, "timeout", cfg.shutdownTimeout)
+	draining.Store(true)
+	srv.SetKeepAlivesEnabled(false)
+	time.Sleep(cfg.shutdownDrain)
+
+	sctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		return fmt.Errorf("shutdown: %w", err)
+	err := srv.Shutdown(sctx)
+	if err != nil {
+		err = fmt.Errorf("shutdown: requests still in flight at the deadline: %w", err)
+	}
+	closed := make(chan struct{})
+	go func() {
+		closeStore()
+		close(closed)
+	}()
+	select {
+	case <-closed:
+	case <-sctx.Done():
+		log.Warn("the database pool did not close within the shutdown timeout: exiting without it")
 	}
 	log.Info("stopped")
-	return nil
+	return err
+}
+
+// migrateWhenReachable applies the migrations, waiting up to wait for a
+// database that is not up yet.
+func migrateWhenReachable(ctx context.Context, store *db.Store, wait time.Duration, log *slog.Logger) error {
+	ctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	for {
+		err := store.Migrate(ctx)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, db.ErrUnavailable) || ctx.Err() != nil {
+			return fmt.Errorf("migrate (waited up to %s for the database): %w", wait, err)
+		}
+		log.Warn("the database does not answer yet: waiting to migrate", "err", err)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("migrate: the database did not answer within %s: %w", wait, err)
+		case <-time.After(time.Second):
+		}
+	}
 }
 
 // startCPUProfile profiles the whole process until stop is called.

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/hitcounter/hitcounter/db"
+	"github.com/hitcounter/hitcounter/internal/pgproxy"
 	"github.com/hitcounter/hitcounter/internal/testdb"
 )
 
@@ -55,9 +56,16 @@ func startRun(t testing.TB, env map[string]string, args ...string) *program {
 		}
 	})
 
+	return &program{base: readListening(t, stdoutR, done), logs: logs}
+}
+
+// readListening reads the program's stdout until it says where it
+// listens, and returns that base URL.
+func readListening(t testing.TB, stdout io.Reader, done <-chan error) string {
+	t.Helper()
 	addr := make(chan string, 1)
 	go func() {
-		sc := bufio.NewScanner(stdoutR)
+		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
 			if a, ok := strings.CutPrefix(sc.Text(), "listening on "); ok {
 				addr <- a
@@ -70,11 +78,11 @@ func startRun(t testing.TB, env map[string]string, args ...string) *program {
 		if !ok {
 			t.Fatalf("program ended before listening: %v", <-done)
 		}
-		return &program{base: a, logs: logs}
+		return a
 	case <-time.After(30 * time.Second):
 		t.Fatal("program did not listen within 30s")
 	}
-	return nil
+	return ""
 }
 
 type lockedBuffer struct {
@@ -251,9 +259,43 @@ func TestRunRejectsBadConfiguration(t *testing.T) {
 	}
 }
 
-// A database that does not answer at start is reported, after the retries,
-// instead of serving a broken app.
-func TestRunFailsWhenDatabaseUnreachable(t *testing.T) {
+// The database may come after the app: the app serves anyway (health
+// yes, ready no, counts 503) and works as soon as the database answers,
+// with no restart.
+func TestRunStartsWithoutTheDatabase(t *testing.T) {
+	dbURL := testdb.NewMigrated(t)
+	proxy, proxied := pgproxy.ForTest(t, dbURL)
+	proxy.SetDown(true)
+	base := startRun(t, map[string]string{"DATABASE_URL": proxied, "DB_RETRIES": "1", "DB_RETRY_INITIAL_DELAY": "1ms"}).base
+	if status, _ := get(t, base+"/healthz"); status != 200 {
+		t.Errorf("healthz %d without the database, want 200", status)
+	}
+	if status, _ := get(t, base+"/readyz"); status != 503 {
+		t.Errorf("readyz %d without the database, want 503", status)
+	}
+	if status, body := get(t, base+"/"); status != 503 || !strings.Contains(body, "Counter unavailable, retrying…") {
+		t.Errorf("the page without the database: %d\n%s", status, body)
+	}
+	proxy.SetDown(false)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		status, body := get(t, base+"/")
+		if status == 200 && strings.Contains(body, `<strong id="count">1</strong>`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the page still %d 20s after the database came: %s", status, body)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if status, _ := get(t, base+"/readyz"); status != 200 {
+		t.Errorf("readyz %d once the database answers", status)
+	}
+}
+
+// -migrate waits for a database that is not up yet, bounded by
+// MIGRATE_WAIT, and then fails saying so.
+func TestRunMigrateWaitsThenFails(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -262,10 +304,55 @@ func TestRunFailsWhenDatabaseUnreachable(t *testing.T) {
 	ln.Close() // nothing listens there now
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	env := map[string]string{"DATABASE_URL": dead, "DB_RETRIES": "2", "DB_RETRY_INITIAL_DELAY": "1ms"}
-	err = run(ctx, []string{"hitcounter", "-addr", "127.0.0.1:0"}, func(k string) string { return env[k] }, nil, io.Discard, io.Discard)
-	if !errors.Is(err, db.ErrUnavailable) {
-		t.Fatalf("run error %v, want one wrapping db.ErrUnavailable", err)
+	env := map[string]string{"DATABASE_URL": dead, "DB_RETRIES": "1", "DB_RETRY_INITIAL_DELAY": "1ms", "MIGRATE_WAIT": "1500ms"}
+	start := time.Now()
+	err = run(ctx, []string{"hitcounter", "-addr", "127.0.0.1:0", "-migrate"}, func(k string) string { return env[k] }, nil, io.Discard, io.Discard)
+	if !errors.Is(err, db.ErrUnavailable) || !strings.Contains(err.Error(), "1.5s") {
+		t.Fatalf("run error %v, want one wrapping db.ErrUnavailable that names the wait", err)
+	}
+	if took := time.Since(start); took < 1500*time.Millisecond || took > 10*time.Second {
+		t.Errorf("it gave up after %s, want after the 1.5s wait", took)
+	}
+}
+
+// SIGTERM with the database frozen (a stopped server that holds its
+// connections): readiness turns 503 while draining, and the whole
+// shutdown, the pool included, ends within SHUTDOWN_TIMEOUT.
+func TestRunStopsOnTimeWithAFrozenDatabase(t *testing.T) {
+	dbURL := testdb.NewMigrated(t)
+	proxy, proxied := pgproxy.ForTest(t, dbURL)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stdoutR, stdoutW := io.Pipe()
+	logs := &lockedBuffer{}
+	done := make(chan error, 1)
+	env := map[string]string{"DATABASE_URL": proxied, "SHUTDOWN_TIMEOUT": "2s", "SHUTDOWN_DRAIN": "500ms", "REQUEST_TIMEOUT": "1s"}
+	go func() {
+		done <- run(ctx, []string{"hitcounter", "-addr", "127.0.0.1:0"}, func(k string) string { return env[k] }, nil, stdoutW, logs)
+		stdoutW.Close()
+	}()
+	base := readListening(t, stdoutR, done)
+	if status, _ := get(t, base+"/"); status != 200 {
+		t.Fatalf("the page: %d", status)
+	}
+	proxy.Freeze(true) // everything sent to the database now goes unanswered
+	defer proxy.Freeze(false)
+	go func() { _, _ = http.Post(base+"/hit", "", nil) }() // a request stuck on the database
+	time.Sleep(100 * time.Millisecond)
+
+	start := time.Now()
+	cancel()
+	time.Sleep(200 * time.Millisecond)
+	if status, body := get(t, base+"/readyz"); status != 503 || !strings.Contains(body, "shutting down") {
+		t.Errorf("readyz while draining: %d %q, want 503 shutting down", status, body)
+	}
+	select {
+	case <-done:
+		if took := time.Since(start); took > 2*time.Second+500*time.Millisecond {
+			t.Errorf("shutdown took %s, want at most SHUTDOWN_TIMEOUT (2s) and a little", took)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatalf("the program had not stopped 15s after SIGTERM; logs:\n%s", logs.String())
 	}
 }
 

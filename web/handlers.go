@@ -147,6 +147,11 @@ func (s *server) healthz(w http.ResponseWriter, r *http.Request) {
 func (s *server) readyz(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if s.cfg.Draining != nil && s.cfg.Draining() {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write([]byte("not ready: shutting down\n"))
+		return
+	}
 	if err := s.store.Ready(r.Context()); err != nil {
 		noteError(r, err)
 		w.WriteHeader(http.StatusServiceUnavailable)

@@ -59,6 +59,9 @@ type Config struct {
 	// EmbedOrigins may frame /c/{name}/embed (CSP frame-ancestors), as
 	// scheme://host[:port]; every other page refuses to be framed.
 	EmbedOrigins []string
+	// Draining, when it says true, makes /readyz answer 503: the process
+	// is shutting down and proxies should stop sending it requests.
+	Draining func() bool
 	// APIToken, when set, lets server-side callers count hits through
 	// POST /api/counters/{name}/hit with "Authorization: Bearer APIToken".
 	APIToken string

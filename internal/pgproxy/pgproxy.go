@@ -79,6 +79,8 @@ type Proxy struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // every goroutine the proxy started
 
+	frozen atomic.Bool // see Freeze
+
 	mu     sync.Mutex
 	closed bool
 	down   bool
@@ -145,6 +147,25 @@ func (p *Proxy) SetDown(down bool) {
 	for _, c := range conns {
 		c.cut()
 	}
+}
+
+// Freeze(true) makes the server look frozen (SIGSTOP): connections stay
+// open, but nothing more a client sends reaches the server, so every
+// query waits for an answer that does not come. Freeze(false) lets what
+// waited go through.
+func (p *Proxy) Freeze(frozen bool) { p.frozen.Store(frozen) }
+
+// waitThawed holds a message for the server while the proxy is frozen;
+// false if the connection was cut meanwhile.
+func (c *conn) waitThawed() bool {
+	for c.p.frozen.Load() {
+		select {
+		case <-c.done:
+			return false
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	return true
 }
 
 // Arm makes the next n COMMITs, on any connection, suffer fault f; n = 0
@@ -404,6 +425,9 @@ func (c *conn) clientToServer() {
 			case CutAfterCommit:
 				c.dropReply.Store(replies) // before the server can possibly answer
 			}
+		}
+		if !c.waitThawed() {
+			return
 		}
 		if _, err := w.Write(buf); err != nil {
 			return
