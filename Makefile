@@ -5,7 +5,7 @@ GO    ?= go
 BIN   := bin/hitcounter
 PGDIR := .pgdata
 
-.PHONY: run counters test test-compose build generate check-generated lint bench db-stop clean
+.PHONY: run counters test faults test-compose build generate check-generated lint bench db-stop clean
 
 # Go itself is the one thing these targets cannot install (Debian's golang
 # package is older than go.mod's go line).
@@ -30,11 +30,18 @@ counters: build
 	exec ./$(BIN) counters $(ARGS)
 
 ## test: everything CI checks: generated files, gofmt, vet, all tests on a throwaway PostgreSQL,
-##       real nginx and headless Chromium, and (as root) the deployment with docker compose
+##       real nginx and headless Chromium, (as root) the deployment with docker compose, and the fault suite
 test: check-generated lint
 	@scripts/deps postgresql chromium nginx openssl
 	@[ "$$(id -u)" = 0 ] || echo "make test: the deployment test (docker compose on a private engine) needs root: skipped"
 	HITCOUNTER_COMPOSE_TEST=1 scripts/with-test-db $(GO) test -race -count=1 -timeout 40m ./...
+	@$(MAKE) --no-print-directory faults
+
+## faults: the fault suite: the real binary on a PostgreSQL of its own, 32 clients clicking through a
+##         restart, a crash, killed sessions, a frozen server, a 30s outage, SIGTERM, SIGKILL behind nginx
+faults: build
+	@scripts/deps postgresql nginx openssl
+	$(GO) run ./internal/cmd/faults
 
 ## test-compose: only the deployment for real, as root: compose.yaml and the Dockerfile, unmodified, on a
 ##        private Docker Engine with local stand-ins for the registry images (scripts/docker-stack)

@@ -53,6 +53,7 @@ type config struct {
 	requestTimeout  time.Duration
 	shutdownTimeout time.Duration
 	shutdownDrain   time.Duration
+	maxConns        int
 	migrateWait     time.Duration
 	logLevel        string
 	logFormat       string
@@ -108,6 +109,8 @@ func flags(c *config, fs *flag.FlagSet) (envOf map[string]string) {
 	dur(&c.requestTimeout, "request-timeout", "REQUEST_TIMEOUT", web.DefaultRequestTimeout, "deadline of one request, retries included")
 	dur(&c.shutdownTimeout, "shutdown-timeout", "SHUTDOWN_TIMEOUT", 10*time.Second, "the most a shutdown takes, requests in flight and closing the database pool included")
 	dur(&c.shutdownDrain, "shutdown-drain", "SHUTDOWN_DRAIN", time.Second, "on SIGTERM, how long /readyz says 503 before the listener closes, so proxies stop sending")
+	c.maxConns = 10000
+	integer(&c.maxConns, "max-conns", "MAX_CONNS", "most open client connections; over it the longest idle one is closed to make room")
 	dur(&c.migrateWait, "migrate-wait", "MIGRATE_WAIT", time.Minute, "with -migrate, how long to wait for the database at start before failing")
 	str(&c.logLevel, "log-level", "LOG_LEVEL", "info", "debug, info, warn or error")
 	str(&c.logFormat, "log-format", "LOG_FORMAT", "text", "text or json")
@@ -169,6 +172,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		return c, fmt.Errorf("shutdown drain (%s) must be ≥ 0 and shorter than the shutdown timeout (%s)", c.shutdownDrain, c.shutdownTimeout)
 	case c.migrateWait <= 0:
 		return c, fmt.Errorf("migrate wait must be > 0, got %s", c.migrateWait)
+	case c.maxConns < 1:
+		return c, fmt.Errorf("max conns must be ≥ 1, got %d", c.maxConns)
 	}
 	c.store.OnePerHit = !c.coalesce
 	loc, err := time.LoadLocation(c.timezone)
@@ -298,22 +303,29 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return err
 	}
 
-	ln, err := net.Listen("tcp", cfg.addr)
+	maxConns, err := connLimit(cfg.maxConns)
 	if err != nil {
 		return err
 	}
+	tcp, err := net.Listen("tcp", cfg.addr)
+	if err != nil {
+		return err
+	}
+	ln := newConnGuard(tcp, maxConns)
 	srv := &http.Server{
 		Handler:           handler,
+		ConnState:         ln.connState,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second,
 		// Longer than the request deadline, so the deadline answers first.
-		WriteTimeout:   cfg.requestTimeout + 5*time.Second,
-		IdleTimeout:    2 * time.Minute,
+		WriteTimeout: cfg.requestTimeout + 5*time.Second,
+		// Short enough that idle keep-alive connections do not pile up.
+		IdleTimeout:    time.Minute,
 		MaxHeaderBytes: 16 << 10,
 		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		BaseContext:    func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
-	log.Info("listening", "addr", ln.Addr().String())
+	log.Info("listening", "addr", ln.Addr().String(), "max_conns", maxConns)
 	fmt.Fprintf(stdout, "listening on http://%s\n", displayAddr(ln.Addr().(*net.TCPAddr)))
 
 	serveErr := make(chan error, 1)

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -406,4 +407,59 @@ func TestREADMEConfigurationTable(t *testing.T) {
 	for env := range documented {
 		t.Errorf("README documents %s, which the program does not read", env)
 	}
+}
+
+// A client holding far more idle keep-alive connections than the limit
+// cannot starve others: over MAX_CONNS the longest idle are closed, and
+// other clients keep being served.
+func TestRunSurvivesAConnectionFlood(t *testing.T) {
+	const limit, flood = 50, 400
+	base := startRun(t, map[string]string{"DATABASE_URL": testdb.NewMigrated(t), "MAX_CONNS": strconv.Itoa(limit)}).base
+	addr := strings.TrimPrefix(base, "http://")
+	var conns []net.Conn
+	t.Cleanup(func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	served := 0
+	for i := range flood {
+		c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		if err != nil {
+			t.Fatalf("flood connection %d: %v", i, err)
+		}
+		conns = append(conns, c)
+		// One request, then idle with keep-alive, as a browser leaves it.
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := c.Write([]byte("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")); err != nil {
+			continue // closed to make room: fine
+		}
+		if resp, err := http.ReadResponse(bufio.NewReader(c), nil); err == nil {
+			resp.Body.Close()
+			served++
+		}
+		if i%50 == 0 { // meanwhile, someone else
+			start := time.Now()
+			if status, _ := get(t, base+"/healthz"); status != 200 || time.Since(start) > 2*time.Second {
+				t.Fatalf("another client during the flood: %d after %s", status, time.Since(start))
+			}
+		}
+	}
+	if served == 0 {
+		t.Fatal("no flood connection was served: the test flooded nothing")
+	}
+	open := 0
+	for _, c := range conns {
+		_ = c.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+		var b [1]byte
+		_, err := c.Read(b[:])
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			open++ // still open, idle
+		}
+	}
+	if open > limit {
+		t.Errorf("%d flood connections still open, want at most MAX_CONNS = %d", open, limit)
+	}
+	t.Logf("%d flood connections served, %d still open (MAX_CONNS %d)", served, open, limit)
 }
