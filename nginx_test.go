@@ -339,6 +339,36 @@ func TestNginxInFront(t *testing.T) {
 		}
 	})
 
+	t.Run("a flood of page views gets 429, and every view served counts once", func(t *testing.T) {
+		flood := p.client("127.0.0.9")
+		before := testdb.Hits(t, p.dbURL, "main")
+		var ok, limited int64
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		for range 60 {
+			wg.Go(func() {
+				r := send(t, flood, "GET", p.httpsURL+"/", nil, map[string]string{"User-Agent": browserUA})
+				mu.Lock()
+				defer mu.Unlock()
+				switch r.StatusCode {
+				case 200:
+					ok++
+				case 429:
+					limited++
+				default:
+					t.Errorf("status %d", r.StatusCode)
+				}
+			})
+		}
+		wg.Wait()
+		if limited == 0 {
+			t.Fatalf("60 simultaneous views, none limited (%d served)", ok)
+		}
+		if got := testdb.Hits(t, p.dbURL, "main"); got != before+ok {
+			t.Fatalf("database went from %d to %d with %d views served", before, got, ok)
+		}
+	})
+
 	// The 429 fragment polls the counter that was clicked.
 	testdb.Exec(t, p.dbURL, `insert into counters (name) values ('blog')`)
 	for i, tt := range []struct{ counter, hit, poll string }{

@@ -222,9 +222,11 @@ func (b *bench) nginx(upstreams ...string) (target, func(), error) {
 		Assets:    "assets",
 		Upstreams: upstreams,
 		Replace: map[string]string{
-			"limit_req zone=hits burst=10 nodelay;": "# limit_req: off for the benchmark",
-			"limit_conn perip 32;":                  "# limit_conn: off for the benchmark",
-			"access_log /var/log/nginx/access.log;": "access_log off;",
+			"limit_req zone=hits burst=10 nodelay;":    "# limit_req: off for the benchmark",
+			"limit_req zone=views burst=20 nodelay;":   "# limit_req: off for the benchmark",
+			"limit_req zone=badges burst=200 nodelay;": "# limit_req: off for the benchmark",
+			"limit_conn perip 32;":                     "# limit_conn: off for the benchmark",
+			"access_log /var/log/nginx/access.log;":    "access_log off;",
 		},
 	})
 	if err != nil {
