@@ -317,8 +317,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		ConnState:         ln.connState,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second,
-		// Longer than the request deadline, so the deadline answers first.
-		WriteTimeout: cfg.requestTimeout + 5*time.Second,
+		// Longer than the request deadline and the lookup of a COMMIT in
+		// doubt after it, so the true answer is the one sent.
+		WriteTimeout: cfg.requestTimeout + db.ResolveGrace + 5*time.Second,
 		// Short enough that idle keep-alive connections do not pile up.
 		IdleTimeout:    time.Minute,
 		MaxHeaderBytes: 16 << 10,
@@ -340,16 +341,19 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 }
 
 // shutdown stops within cfg.shutdownTimeout, all of it: /readyz turns 503
-// and answers say Connection: close for the drain, so proxies and clients
-// stop sending here; then the listener closes and requests in flight (and
-// their queued batches) finish; then the database pool closes. A pool
+// for the drain, so proxies stop sending here; then the listener closes,
+// idle connections close, and requests in flight (and their queued
+// batches) finish; then the database pool closes. A pool
 // that does not close in the time left (a frozen server) is left behind:
 // the process exits anyway, and the server drops the connections.
 func shutdown(srv *http.Server, draining *atomic.Bool, closeStore func(), cfg config, log *slog.Logger) error {
 	deadline := time.Now().Add(cfg.shutdownTimeout)
 	log.Info("shutting down: not ready, draining", "drain", cfg.shutdownDrain, "timeout", cfg.shutdownTimeout)
+	// Kept-alive connections stay open while draining: closing them early
+	// only widens the race of a request sent on a connection as it closes
+	// (measured with make faults), and new connections would then queue
+	// in the listener's backlog, to be reset when it closes.
 	draining.Store(true)
-	srv.SetKeepAlivesEnabled(false)
 	time.Sleep(cfg.shutdownDrain)
 
 	sctx, cancel := context.WithDeadline(context.Background(), deadline)

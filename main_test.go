@@ -347,6 +347,7 @@ func TestRunStopsOnTimeWithAFrozenDatabase(t *testing.T) {
 	if status, body := get(t, base+"/readyz"); status != 503 || !strings.Contains(body, "shutting down") {
 		t.Errorf("readyz while draining: %d %q, want 503 shutting down", status, body)
 	}
+
 	select {
 	case <-done:
 		if took := time.Since(start); took > 2*time.Second+500*time.Millisecond {

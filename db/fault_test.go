@@ -169,7 +169,7 @@ func TestResolve(t *testing.T) {
 	if got := down.resolve(short, "test", xid, nil); got != unknowable {
 		t.Errorf("with the server unreachable: %s", got)
 	}
-	if took := time.Since(start); took > 100*time.Millisecond+resolveGrace+time.Second {
+	if took := time.Since(start); took > 100*time.Millisecond+ResolveGrace+time.Second {
 		t.Errorf("the lookup took %s, past its deadline and grace", took)
 	}
 }

@@ -43,9 +43,12 @@ const (
 const resolvePoll = 50 * time.Millisecond
 
 const (
-	// resolveGrace is how long past its caller's deadline a lookup may go
-	// on: the answer is still sent well before a proxy gives up.
-	resolveGrace = time.Second
+	// ResolveGrace is how long past its caller's deadline a lookup may go
+	// on, for a server that froze with a COMMIT in flight (a stopped VM, a
+	// stalled disk) and comes back: the answer is then late but true, and
+	// still well before a proxy gives up (the HTTP server's write timeout
+	// allows for it).
+	ResolveGrace = 5 * time.Second
 	// resolveNoDeadline bounds a lookup for a caller without a deadline.
 	resolveNoDeadline = 10 * time.Second
 )
@@ -64,7 +67,7 @@ const (
 func (s *Store) resolve(ctx context.Context, op string, xid uint64, attrs []slog.Attr) resolution {
 	// A COMMIT cut by its caller's deadline still deserves its answer:
 	// ask a moment beyond it (and no longer than that without a deadline).
-	budget := resolveGrace
+	budget := ResolveGrace
 	if dl, ok := ctx.Deadline(); ok {
 		budget += max(time.Until(dl), 0)
 	} else {
