@@ -11,8 +11,11 @@ import (
 	"crypto/rand"
 	"debug/elf"
 	"encoding/hex"
+	"errors"
+	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"net/netip"
 	"net/url"
 	"os"
@@ -28,8 +31,14 @@ import (
 	"github.com/compose-spec/compose-go/v2/cli"
 	"github.com/compose-spec/compose-go/v2/dotenv"
 	"github.com/compose-spec/compose-go/v2/types"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/moby/patternmatcher"
 	"github.com/moby/patternmatcher/ignorefile"
+
+	"github.com/hitcounter/hitcounter/db"
+	"github.com/hitcounter/hitcounter/internal/testdb"
+	"github.com/hitcounter/hitcounter/migrations"
 )
 
 // exampleEnv is .env.example as docker compose reads a .env file.
@@ -130,7 +139,7 @@ func TestComposeServices(t *testing.T) {
 	// Everything, certbot included, starts with a plain `up`: a profile
 	// let `up`, `ps` and `down` without it leave renewals stopped or
 	// certbot running unseen.
-	if got, want := sortedNames(p), []string{"certbot", "db", "migrate", "nginx", "tls-bootstrap", "web"}; !slices.Equal(got, want) {
+	if got, want := sortedNames(p), []string{"app-role", "certbot", "db", "migrate", "nginx", "tls-bootstrap", "web"}; !slices.Equal(got, want) {
 		t.Errorf("services started by default %v, want %v", got, want)
 	}
 	if len(p.DisabledServices) != 0 {
@@ -198,22 +207,89 @@ func TestComposeMigrate(t *testing.T) {
 	if m.Restart != types.RestartPolicyNo {
 		t.Errorf("migrate restart %q, want no: it is a one-shot", m.Restart)
 	}
-	checkDatabaseURL(t, environment(m)["DATABASE_URL"], exampleEnv(t))
+	// The migrations run as the owner: they create and alter tables.
+	checkDatabaseURL(t, environment(m)["DATABASE_URL"], exampleEnv(t), ownerRole)
 }
 
-// checkDatabaseURL: the db service, with the user, password and database of .env.
-func checkDatabaseURL(t *testing.T, raw string, env map[string]string) {
+// The database roles of compose.yaml: the owner of .env, and the app's own,
+// whose name compose.yaml fixes.
+type dbRole struct{ user, password string }
+
+var (
+	ownerRole = dbRole{"$POSTGRES_USER", "$POSTGRES_PASSWORD"}
+	appRole   = dbRole{appRoleName, "$APP_DB_PASSWORD"}
+)
+
+// appRoleName is the role web connects as (deploy/app-role.sql).
+const appRoleName = "hitcounter_app"
+
+func (r dbRole) resolve(env map[string]string) (user, password string) {
+	expand := func(s string) string {
+		if v, ok := strings.CutPrefix(s, "$"); ok {
+			return env[v]
+		}
+		return s
+	}
+	return expand(r.user), expand(r.password)
+}
+
+// checkDatabaseURL: the db service, with the role's user and password and
+// the database of .env.
+func checkDatabaseURL(t *testing.T, raw string, env map[string]string, role dbRole) {
 	t.Helper()
 	u, err := url.Parse(raw)
 	if err != nil {
 		t.Fatalf("DATABASE_URL %q: %v", raw, err)
 	}
+	user, password := role.resolve(env)
 	pw, _ := u.User.Password()
 	if u.Scheme != "postgres" || u.Hostname() != "db" || u.Port() != "5432" ||
-		u.User.Username() != env["POSTGRES_USER"] || pw != env["POSTGRES_PASSWORD"] ||
-		u.Path != "/"+env["POSTGRES_DB"] {
-		t.Errorf("DATABASE_URL %q, want postgres://$POSTGRES_USER:$POSTGRES_PASSWORD@db:5432/$POSTGRES_DB", raw)
+		u.User.Username() != user || pw != password || u.Path != "/"+env["POSTGRES_DB"] {
+		t.Errorf("DATABASE_URL %q, want postgres://%s:%s@db:5432/$POSTGRES_DB", raw, role.user, role.password)
 	}
+}
+
+// The app's role is made and kept by a one-shot after every migration,
+// with deploy/app-role.sql run as the owner by the postgres image's psql;
+// web starts only once it succeeded.
+func TestComposeAppRole(t *testing.T) {
+	env := exampleEnv(t)
+	p := mustLoadCompose(t, env)
+	ar := service(t, p, "app-role")
+	if db := service(t, p, "db"); ar.Image != db.Image {
+		t.Errorf("app-role image %q, want db's %q (its psql)", ar.Image, db.Image)
+	}
+	dependsOn(t, ar, "migrate", types.ServiceConditionCompletedSuccessfully)
+	if ar.Restart != types.RestartPolicyNo {
+		t.Errorf("app-role restart %q, want no: it is a one-shot", ar.Restart)
+	}
+	if ar.User != "postgres" || !ar.ReadOnly || !slices.Contains(ar.CapDrop, "ALL") {
+		t.Errorf("app-role: user %q, read-only %v, cap_drop %v; want postgres, read-only, ALL dropped", ar.User, ar.ReadOnly, ar.CapDrop)
+	}
+	d := mount(t, ar, "/deploy")
+	if d.Type != types.VolumeTypeBind || !d.ReadOnly || filepath.Base(d.Source) != "deploy" {
+		t.Errorf("app-role /deploy: %s %s read-only %v, want ./deploy read-only", d.Type, d.Source, d.ReadOnly)
+	}
+	// psql with the script and the owner's URL, stopping at the first error.
+	cmd := strings.Join(append(slices.Clone(ar.Entrypoint), ar.Command...), " ")
+	for _, want := range []string{"exec psql ", "--no-psqlrc", `--dbname="$DATABASE_URL"`, "--file=/deploy/app-role.sql"} {
+		if !strings.Contains(cmd, want) {
+			t.Errorf("app-role runs %q, which lacks %q", cmd, want)
+		}
+	}
+	script, err := os.ReadFile(filepath.Join(d.Source, "app-role.sql"))
+	if err != nil {
+		t.Fatalf("app-role runs a script that is not in the repository: %v", err)
+	}
+	if !bytes.Contains(script, []byte("\\set ON_ERROR_STOP on")) {
+		t.Error("deploy/app-role.sql does not set ON_ERROR_STOP: an error would exit 0")
+	}
+	arEnv := environment(ar)
+	checkDatabaseURL(t, arEnv["DATABASE_URL"], env, ownerRole)
+	if arEnv["APP_DB_USER"] != appRoleName || arEnv["APP_DB_PASSWORD"] != env["APP_DB_PASSWORD"] {
+		t.Errorf("app-role APP_DB_USER %q, APP_DB_PASSWORD %q; want %s and .env's %q", arEnv["APP_DB_USER"], arEnv["APP_DB_PASSWORD"], appRoleName, env["APP_DB_PASSWORD"])
+	}
+	dependsOn(t, service(t, p, "web"), "app-role", types.ServiceConditionCompletedSuccessfully)
 }
 
 func TestComposeWeb(t *testing.T) {
@@ -238,7 +314,11 @@ func TestComposeWeb(t *testing.T) {
 	}
 
 	webEnv := environment(web)
-	checkDatabaseURL(t, webEnv["DATABASE_URL"], env)
+	// The app's own role: rows only, no DDL. So no -migrate either.
+	checkDatabaseURL(t, webEnv["DATABASE_URL"], env, appRole)
+	if v, ok := webEnv["MIGRATE"]; ok {
+		t.Errorf("web MIGRATE=%q: the migrate service migrates, as the owner; the app's role cannot", v)
+	}
 	want := map[string]string{
 		"CLIENT_IP_HEADER": "X-Real-IP",
 		"LOG_FORMAT":       "json",
@@ -401,7 +481,7 @@ func TestComposeMountedFilesExist(t *testing.T) {
 
 // The database settings are required, with a message that says where.
 func TestComposeRequiresDatabaseSettings(t *testing.T) {
-	for _, k := range []string{"POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB"} {
+	for _, k := range []string{"POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB", "APP_DB_PASSWORD"} {
 		for _, unset := range []bool{true, false} {
 			env := exampleEnv(t)
 			if unset {
@@ -417,36 +497,54 @@ func TestComposeRequiresDatabaseSettings(t *testing.T) {
 	}
 }
 
-// The password comes only from .env: compose.yaml never holds one, and the
-// services get whatever .env says.
+// The passwords come only from .env: compose.yaml never holds one, and the
+// services get whatever .env says. Each goes where its role is used and
+// nowhere else: the owner's never reaches web, the app's never migrate.
 func TestComposePasswordOnlyFromEnv(t *testing.T) {
 	env := exampleEnv(t)
 	text, err := os.ReadFile("compose.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if bytes.Contains(text, []byte(env["POSTGRES_PASSWORD"])) {
-		t.Errorf("compose.yaml contains the password of .env.example")
+	for _, k := range []string{"POSTGRES_PASSWORD", "APP_DB_PASSWORD"} {
+		if bytes.Contains(text, []byte(env[k])) {
+			t.Errorf("compose.yaml contains the %s of .env.example", k)
+		}
+		// It goes into a URL as it is: the example must show a URL-safe one.
+		if !regexp.MustCompile(`^[A-Za-z0-9._~-]{16,}$`).MatchString(env[k]) {
+			t.Errorf(".env.example's %s %q: want 16 or more of A-Z a-z 0-9 . _ ~ -", k, env[k])
+		}
 	}
-	// It goes into a URL as it is: the example must show a URL-safe one.
-	if !regexp.MustCompile(`^[A-Za-z0-9._~-]{16,}$`).MatchString(env["POSTGRES_PASSWORD"]) {
-		t.Errorf(".env.example's POSTGRES_PASSWORD %q: want 16 or more of A-Z a-z 0-9 . _ ~ -", env["POSTGRES_PASSWORD"])
+	if env["POSTGRES_PASSWORD"] == env["APP_DB_PASSWORD"] {
+		t.Error(".env.example gives the owner and the app the same password")
 	}
 
-	b := make([]byte, 16)
-	_, _ = rand.Read(b)
-	env["POSTGRES_PASSWORD"] = hex.EncodeToString(b)
+	for _, k := range []string{"POSTGRES_PASSWORD", "APP_DB_PASSWORD"} {
+		b := make([]byte, 16)
+		_, _ = rand.Read(b)
+		env[k] = hex.EncodeToString(b)
+	}
 	p := mustLoadCompose(t, env)
 	if got := environment(service(t, p, "db"))["POSTGRES_PASSWORD"]; got != env["POSTGRES_PASSWORD"] {
 		t.Errorf("db POSTGRES_PASSWORD %q, want .env's %q", got, env["POSTGRES_PASSWORD"])
 	}
-	for _, name := range []string{"migrate", "web"} {
-		checkDatabaseURL(t, environment(service(t, p, name))["DATABASE_URL"], env)
+	for name, role := range map[string]dbRole{"migrate": ownerRole, "app-role": ownerRole, "web": appRole} {
+		checkDatabaseURL(t, environment(service(t, p, name))["DATABASE_URL"], env, role)
 	}
-	for _, s := range p.Services {
-		for k, v := range environment(s) {
-			if strings.Contains(v, env["POSTGRES_PASSWORD"]) && k != "POSTGRES_PASSWORD" && k != "DATABASE_URL" {
-				t.Errorf("service %s has the password in %s", s.Name, k)
+	if got := environment(service(t, p, "app-role"))["APP_DB_PASSWORD"]; got != env["APP_DB_PASSWORD"] {
+		t.Errorf("app-role APP_DB_PASSWORD %q, want .env's %q", got, env["APP_DB_PASSWORD"])
+	}
+	// Where each password may be: service → variables.
+	allowed := map[string]map[string][]string{
+		"POSTGRES_PASSWORD": {"db": {"POSTGRES_PASSWORD"}, "migrate": {"DATABASE_URL"}, "app-role": {"DATABASE_URL"}},
+		"APP_DB_PASSWORD":   {"web": {"DATABASE_URL"}, "app-role": {"APP_DB_PASSWORD"}},
+	}
+	for pwVar, where := range allowed {
+		for _, s := range p.Services {
+			for k, v := range environment(s) {
+				if strings.Contains(v, env[pwVar]) && !slices.Contains(where[s.Name], k) {
+					t.Errorf("service %s has %s in %s", s.Name, pwVar, k)
+				}
 			}
 		}
 	}
@@ -747,4 +845,195 @@ func copyFile(t *testing.T, from, to string) {
 	if err := os.WriteFile(to, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// deploy/app-role.sql, which the app-role service runs, on a real
+// PostgreSQL (the tests' server): the owner migrates, the script makes the
+// app's role, and that role can do everything the app and `hitcounter
+// counters` do, and no DDL at all. Run again, as the owner and without a
+// password, it changes nothing; a table of a later migration is the app's
+// to write by the owner's default privileges.
+func TestComposeAppRoleSQL(t *testing.T) {
+	psql, err := exec.LookPath("psql")
+	if err != nil {
+		t.Skip("no psql on PATH")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	server := testdb.ServerURL(t)
+	admin, err := pgx.Connect(ctx, server)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(context.Background())
+	var super bool
+	if err := admin.QueryRow(ctx, "select rolsuper from pg_roles where rolname = current_user").Scan(&super); err != nil || !super {
+		t.Skipf("the test server's user is no superuser (%v): it cannot create the roles", err)
+	}
+
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	owner, app := "hc_owner_"+hex.EncodeToString(b), "hc_app_"+hex.EncodeToString(b)
+	ownerPW, appPW := "owner-"+hex.EncodeToString(b), "app-"+hex.EncodeToString(b)
+	// Roles outlive databases: dropped after the database (cleanups run last first).
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		admin, err := pgx.Connect(ctx, server)
+		if err != nil {
+			t.Errorf("drop roles: %v", err)
+			return
+		}
+		defer admin.Close(context.Background())
+		for _, r := range []string{app, owner} {
+			if _, err := admin.Exec(ctx, "drop role if exists "+r); err != nil {
+				t.Errorf("drop role %s: %v", r, err)
+			}
+		}
+	})
+	if _, err := admin.Exec(ctx, fmt.Sprintf("create role %s login password '%s'", owner, ownerPW)); err != nil {
+		t.Fatal(err)
+	}
+	adminURL := testdb.New(t)
+	dbName := strings.TrimPrefix(mustParseURL(t, adminURL).Path, "/")
+	if _, err := admin.Exec(ctx, fmt.Sprintf("alter database %s owner to %s", dbName, owner)); err != nil {
+		t.Fatal(err)
+	}
+	as := func(user, password string) string {
+		u := mustParseURL(t, adminURL)
+		u.User = url.UserPassword(user, password)
+		return u.String()
+	}
+	ownerURL, appURL := as(owner, ownerPW), as(app, appPW)
+
+	// The owner migrates, as the migrate service does.
+	conn, err := pgx.Connect(ctx, ownerURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := migrations.NewMigrator(ctx, conn)
+	if err == nil {
+		err = m.Migrate(ctx)
+	}
+	conn.Close(context.Background())
+	if err != nil {
+		t.Fatalf("migrate as the owner: %v", err)
+	}
+
+	runScript := func(dbURL string, env ...string) string {
+		t.Helper()
+		cmd := exec.CommandContext(ctx, psql, "--no-psqlrc", "--quiet", "--dbname="+dbURL, "--file=deploy/app-role.sql")
+		cmd.Env = append(os.Environ(), env...)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("psql -f deploy/app-role.sql: %v\n%s", err, out)
+		}
+		return string(out)
+	}
+	// As the compose service runs it (there as the owner, who is the
+	// superuser of the postgres image).
+	out := runScript(adminURL, "APP_DB_USER="+app, "APP_DB_PASSWORD="+appPW)
+	for _, want := range []string{"created role " + app, "role " + app + " may select, insert, update and delete the rows of 5 tables"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("app-role.sql said:\n%s\nwant %q", out, want)
+		}
+	}
+	// Again, as the owner (no superuser, no CREATEROLE) and without a
+	// password: the role and its password stay.
+	runScript(ownerURL, "APP_DB_USER="+app, "APP_DB_PASSWORD=")
+
+	// The app's role: no DDL of any kind, no writing the schema version.
+	appConn, err := pgx.Connect(ctx, appURL)
+	if err != nil {
+		t.Fatalf("connect as the app's role: %v", err)
+	}
+	defer appConn.Close(context.Background())
+	for _, stmt := range []string{
+		"create table x ()",
+		"create temporary table x ()",
+		"create schema x",
+		"create function x() returns int language sql as 'select 1'",
+		"create index x on counters (hits)",
+		"alter table counters add column x int",
+		"drop table visitors",
+		"truncate visitors",
+		"create trigger x before insert on counters for each row execute function counters_bump_version()",
+		"update schema_version set version = version",
+		"insert into schema_version values (0)",
+		"delete from schema_version",
+	} {
+		_, err := appConn.Exec(ctx, stmt)
+		var pgErr *pgconn.PgError
+		if !errors.As(err, &pgErr) || pgErr.Code != "42501" {
+			t.Errorf("the app's role: %s: %v, want insufficient privilege (42501)", stmt, err)
+		}
+	}
+	var version int32
+	if err := appConn.QueryRow(ctx, "select version from schema_version").Scan(&version); err != nil || version == 0 {
+		t.Errorf("the app's role reads the schema version: %d, %v", version, err)
+	}
+	var role string
+	if err := appConn.QueryRow(ctx, "select current_user").Scan(&role); err != nil || role != app {
+		t.Errorf("connected as %q, %v; want %s", role, err, app)
+	}
+
+	// Everything the app and the owner's controls do, as the app's role.
+	cfg := db.DefaultConfig()
+	cfg.AutoCreate = true
+	store, err := db.Open(appURL, cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	must := func(what string, err error) {
+		t.Helper()
+		if err != nil {
+			t.Errorf("as the app's role, %s: %v", what, err)
+		}
+	}
+	must("ready", store.Ready(ctx))
+	_, err = store.Record(ctx, "main", db.Hit{Kind: db.View, Visitor: "192.0.2.1 test"})
+	must("a view with a visitor", err)
+	_, err = store.Record(ctx, "auto", db.Hit{Kind: db.View})
+	must("a view that auto-creates its counter", err)
+	must("create", store.Create(ctx, "test", "blog", 41))
+	must("set", store.Set(ctx, "test", "blog", 42))
+	must("rename", store.Rename(ctx, "test", "blog", "news"))
+	total := int64(7)
+	must("import", store.Import(ctx, "test", "news", []db.Day{{Day: time.Date(2024, 1, 2, 0, 0, 0, 0, time.UTC), Views: 3}}, &total))
+	_, _, err = store.Export(ctx, "news")
+	must("export", err)
+	must("reset", store.Reset(ctx, "test", "news"))
+	must("delete", store.Delete(ctx, "test", "news"))
+	_, err = store.List(ctx)
+	must("list", err)
+	audit, err := store.Audit(ctx, "")
+	must("audit", err)
+	if len(audit) == 0 || audit[len(audit)-1].DBRole != app {
+		t.Errorf("audit %+v, want entries written as %s", audit, app)
+	}
+
+	// A later migration's table, created by the owner: the app writes its
+	// rows, and its sequence, with no new run of the script.
+	ownerConn, err := pgx.Connect(ctx, ownerURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = ownerConn.Exec(ctx, "create table later (id bigserial primary key, note text)")
+	ownerConn.Close(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := appConn.Exec(ctx, "insert into later (note) values ('x')"); err != nil {
+		t.Errorf("the app's role, a later migration's table: %v", err)
+	}
+}
+
+func mustParseURL(t *testing.T, raw string) *url.URL {
+	t.Helper()
+	u, err := url.Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
 }

@@ -21,8 +21,10 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"math/big"
 	"net"
 	"net/http"
@@ -69,12 +71,17 @@ func startDeployment(t *testing.T) *deployment {
 	t.Logf("engine, compose plugin and stand-ins ready in %s", time.Since(start).Round(time.Second))
 
 	d := &deployment{t: t, dir: t.TempDir(), env: strings.Fields(string(out))}
-	files, err := exec.Command("git", "ls-files", "-z").Output()
+	// The working tree as a clone of it would be: the tracked files and the
+	// new ones not yet committed, nothing git ignores (.env, .pgdata, bin).
+	files, err := exec.Command("git", "ls-files", "-z", "--cached", "--others", "--exclude-standard").Output()
 	if err != nil {
 		t.Fatalf("git ls-files: %v", err)
 	}
 	for _, f := range strings.Split(strings.TrimRight(string(files), "\x00"), "\x00") {
 		b, err := os.ReadFile(f)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // deleted in the working tree, not yet in the index
+		}
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -95,7 +102,8 @@ func startDeployment(t *testing.T) *deployment {
 	if err != nil {
 		t.Fatal(err)
 	}
-	edited := regexp.MustCompile(`(?m)^POSTGRES_PASSWORD=.*$`).ReplaceAllString(string(env), "POSTGRES_PASSWORD=c0mposeTestPassw0rd")
+	edited := regexp.MustCompile(`(?m)^POSTGRES_PASSWORD=.*$`).ReplaceAllString(string(env), "POSTGRES_PASSWORD="+testOwnerPassword)
+	edited = regexp.MustCompile(`(?m)^APP_DB_PASSWORD=.*$`).ReplaceAllString(edited, "APP_DB_PASSWORD="+testAppPassword)
 	edited = regexp.MustCompile(`(?m)^DOMAIN=.*$`).ReplaceAllString(edited, "DOMAIN="+testDomain)
 	edited = regexp.MustCompile(`(?m)^CERTBOT_STAGING=.*$`).ReplaceAllString(edited, "CERTBOT_STAGING=0")
 	edited = regexp.MustCompile(`(?m)^ACME_SERVER=.*$`).ReplaceAllString(edited, "ACME_SERVER=https://pebble:14000/dir")
@@ -150,6 +158,51 @@ var deployCommands = []string{cmdBuild, cmdUp, cmdPs, cmdLogsWeb, cmdEnv, cmdCou
 func (d *deployment) op(cmd string, extra ...string) string {
 	d.t.Helper()
 	return d.compose(append(strings.Fields(strings.TrimPrefix(cmd, "docker compose ")), extra...)...)
+}
+
+// The passwords the test's .env sets: the owner's (POSTGRES_PASSWORD) and
+// the app role's (APP_DB_PASSWORD).
+const (
+	testOwnerPassword = "c0mposeTestPassw0rd"
+	testAppPassword   = "c0mposeTestAppPassw0rd"
+)
+
+// setEnv sets a variable of the deployment's .env, as an operator edits it.
+func (d *deployment) setEnv(k, v string) {
+	d.t.Helper()
+	path := filepath.Join(d.dir, ".env")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	re := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(k) + `=.*$`)
+	if !re.Match(b) {
+		d.t.Fatalf(".env has no %s", k)
+	}
+	if err := os.WriteFile(path, re.ReplaceAll(b, []byte(k+"="+v)), 0o600); err != nil {
+		d.t.Fatal(err)
+	}
+}
+
+// psqlAs runs psql in the db container over TCP as the role with the
+// password, as the app connects, on the database of .env.example.
+func (d *deployment) psqlAs(user, password, sql string) (string, error) {
+	return d.run("exec", "-T", "db", "psql", "--no-psqlrc", "-v", "ON_ERROR_STOP=1", "-tA",
+		"--dbname=postgres://"+user+":"+password+"@127.0.0.1:5432/hitcounter?sslmode=disable", "-c", sql)
+}
+
+// checkAppRole: the app's role works with its password, and can create nothing.
+func (d *deployment) checkAppRole(password string) {
+	d.t.Helper()
+	if out, err := d.psqlAs("hitcounter_app", password, "select current_user, count(*) > 0 from counters"); err != nil || strings.TrimSpace(out) != "hitcounter_app|t" {
+		d.t.Errorf("psql as hitcounter_app: %v\n%s", err, out)
+	}
+	for _, sql := range []string{"create table x ()", "create temporary table x ()", "alter table counters add column x int", "update schema_version set version = 0"} {
+		out, err := d.psqlAs("hitcounter_app", password, sql)
+		if err == nil || !regexp.MustCompile(`permission denied|must be owner`).MatchString(out) {
+			d.t.Errorf("psql as hitcounter_app: %s: %v, want permission denied\n%s", sql, err, out)
+		}
+	}
 }
 
 // testDomain is the deployment's DOMAIN: nginx's name on the compose
@@ -380,7 +433,7 @@ func TestDeploymentWithCompose(t *testing.T) {
 			t.Errorf("%s: %+v, want one running and %s", svc, ps[svc], want)
 		}
 	}
-	for _, svc := range []string{"migrate", "tls-bootstrap"} {
+	for _, svc := range []string{"migrate", "app-role", "tls-bootstrap"} {
 		if len(ps[svc]) != 1 || ps[svc][0].State != "exited" || ps[svc][0].ExitCode != 0 {
 			t.Errorf("%s: %+v, want one exited with 0", svc, ps[svc])
 		}
@@ -412,11 +465,14 @@ func TestDeploymentWithCompose(t *testing.T) {
 		t.Errorf("HTTP: %d to %q, want 301 to https://", resp.StatusCode, resp.Header.Get("Location"))
 	}
 	env := d.op(cmdEnv)
-	for _, want := range []string{"ADDR=:8000", "LOG_FORMAT=json", "CLIENT_IP_HEADER=X-Real-IP", "DATABASE_URL=postgres://"} {
+	// The app connects as its own role (app-role made it after migrate),
+	// which can read and write rows, and create nothing.
+	for _, want := range []string{"ADDR=:8000", "LOG_FORMAT=json", "CLIENT_IP_HEADER=X-Real-IP", "DATABASE_URL=postgres://hitcounter_app:" + testAppPassword + "@db:5432/"} {
 		if !strings.Contains(env, want) {
 			t.Errorf("docker compose exec web env lacks %s:\n%s", want, env)
 		}
 	}
+	d.checkAppRole(testAppPassword)
 
 	// The owner's controls, in the web container: a counter carried over
 	// from elsewhere, its page and badge through nginx, the list.
@@ -432,6 +488,10 @@ func TestDeploymentWithCompose(t *testing.T) {
 	}
 	if out := d.op(cmdCounters, "list"); !regexp.MustCompile(`(?m)^blog\s+41\s`).MatchString(out) {
 		t.Errorf("counters list:\n%s", out)
+	}
+	// The controls too ran as the app's role: the audit says so.
+	if out, err := d.psqlAs("hitcounter", testOwnerPassword, "select string_agg(distinct db_role, ',') from counter_audit where counter = 'blog'"); err != nil || strings.TrimSpace(out) != "hitcounter_app" {
+		t.Errorf("counter_audit's db_role of blog: %v\n%s, want hitcounter_app", err, out)
 	}
 
 	// 3. The database stops: the page says so, the log shows the retries
@@ -549,12 +609,26 @@ func TestDeploymentWithCompose(t *testing.T) {
 	})
 	t.Log("after a forced renewal and a reload, nginx serves a new serial")
 
-	// 7. down and up keep the count; down -v removes it.
+	// 7. down and up keep the count; down -v removes it. In between, the
+	// database of a deployment from before the app's role (web connected
+	// as the owner): no hitcounter_app; and a new APP_DB_PASSWORD in .env.
+	// up makes the role again, with the new password.
 	d.op(cmdDown)
 	if out := d.op(cmdPs, "-q"); strings.TrimSpace(out) != "" {
 		t.Errorf("containers left after down: %s", out)
 	}
+	d.compose("up", "-d", "--wait", "db")
+	if out, err := d.psqlAs("hitcounter", testOwnerPassword, "drop owned by hitcounter_app; drop role hitcounter_app"); err != nil {
+		t.Fatalf("drop the app's role: %v\n%s", err, out)
+	}
+	d.compose("down")
+	const rotated = "r0tatedTestAppPassw0rd"
+	d.setEnv("APP_DB_PASSWORD", rotated)
 	d.op(cmdUp)
+	d.checkAppRole(rotated)
+	if out, err := d.psqlAs("hitcounter_app", testAppPassword, "select 1"); err == nil {
+		t.Errorf("the app's old password still works after APP_DB_PASSWORD changed and up:\n%s", out)
+	}
 	_, body, _ = fetch("GET", d.url("https", "443")+"/count")
 	if got := countOf(t, body); got != before+int64(acked) {
 		t.Errorf("after down and up the count is %d, want %d", got, before+int64(acked))
