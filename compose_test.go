@@ -352,6 +352,11 @@ func TestComposeWeb(t *testing.T) {
 	if c.addr != ":8000" || c.clientIPHeader != "X-Real-IP" || c.logFormat != "json" {
 		t.Errorf("configuration from the environment: addr %q, client IP header %q, log format %q", c.addr, c.clientIPHeader, c.logFormat)
 	}
+	// Metrics on their own port, not the one nginx proxies to; web
+	// publishes nothing (checked above).
+	if c.metricsAddr != ":9100" {
+		t.Errorf("web METRICS_ADDR %q, want :9100", c.metricsAddr)
+	}
 	if _, err := newLogger(io.Discard, c.logLevel, c.logFormat); err != nil {
 		t.Error(err)
 	}

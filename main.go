@@ -54,6 +54,7 @@ type config struct {
 	shutdownTimeout time.Duration
 	shutdownDrain   time.Duration
 	maxConns        int
+	metricsAddr     string
 	migrateWait     time.Duration
 	logLevel        string
 	logFormat       string
@@ -124,6 +125,7 @@ func flags(c *config, fs *flag.FlagSet) (envOf map[string]string) {
 	integer(&c.burstLimit, "burst-limit", "BURST_LIMIT", "most views one client IP counts per counter per minute, the rest recorded as filtered; 0 is no limit")
 	str(&c.embedOrigins, "embed-origins", "EMBED_ORIGINS", "", "comma-separated origins (https://example.com) that may frame /c/NAME/embed")
 	str(&c.apiToken, "api-token", "API_TOKEN", "", "bearer token for POST /api/counters/NAME/hit; empty switches API writes off")
+	str(&c.metricsAddr, "metrics-addr", "METRICS_ADDR", "", "listen address of Prometheus /metrics, apart from the app's; empty: no metrics")
 	fs.StringVar(&c.probe, "probe", "", "only GET this URL and exit 0 if it answers 200: a health check for images without curl")
 	fs.StringVar(&c.cpuProfile, "cpu-profile", "", "write a CPU profile (go tool pprof) to this file from start to shutdown")
 	return envOf
@@ -174,6 +176,11 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		return c, fmt.Errorf("migrate wait must be > 0, got %s", c.migrateWait)
 	case c.maxConns < 1:
 		return c, fmt.Errorf("max conns must be ≥ 1, got %d", c.maxConns)
+	}
+	if c.metricsAddr != "" {
+		if _, port, err := net.SplitHostPort(c.metricsAddr); err != nil || port == "" {
+			return c, fmt.Errorf("metrics address %q: want host:port, e.g. 127.0.0.1:9100 or :9100", c.metricsAddr)
+		}
 	}
 	c.store.OnePerHit = !c.coalesce
 	loc, err := time.LoadLocation(c.timezone)
@@ -276,6 +283,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		defer stop()
 	}
 
+	var m *metrics
+	if cfg.metricsAddr != "" {
+		m = newMetrics()
+		cfg.store.Observer = m
+		cfg.web.ObserveRequest = m.observeRequest
+	}
 	store, err := db.Open(cfg.databaseURL, cfg.store, log)
 	if err != nil {
 		return err
@@ -326,10 +339,29 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		BaseContext:    func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
+	serveErr := make(chan error, 2)
+	if m != nil {
+		m.watchStore(store)
+		mln, err := net.Listen("tcp", cfg.metricsAddr)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("metrics: %w", err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", m.handler())
+		msrv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, WriteTimeout: 10 * time.Second, IdleTimeout: time.Minute}
+		defer msrv.Close() // its scrapes need no draining
+		go func() {
+			if err := msrv.Serve(mln); !errors.Is(err, http.ErrServerClosed) {
+				serveErr <- fmt.Errorf("metrics: %w", err)
+			}
+		}()
+		log.Info("metrics", "addr", mln.Addr().String())
+		fmt.Fprintf(stdout, "metrics on http://%s/metrics\n", displayAddr(mln.Addr().(*net.TCPAddr)))
+	}
 	log.Info("listening", "addr", ln.Addr().String(), "max_conns", maxConns)
 	fmt.Fprintf(stdout, "listening on http://%s\n", displayAddr(ln.Addr().(*net.TCPAddr)))
 
-	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	select {
 	case err := <-serveErr:

@@ -193,3 +193,19 @@ func (s *Store) Migrate(ctx context.Context) error {
 	s.log.LogAttrs(ctx, slog.LevelInfo, "schema migrated", slog.Int("from", int(from)), slog.Int("to", int(to)))
 	return nil
 }
+
+// PoolStats is the connection pool's state, for metrics.
+type PoolStats struct {
+	Acquired, Idle, Total, Max int32
+	Acquires, EmptyAcquires    int64
+	AcquireWait                time.Duration
+}
+
+// PoolStats reads the pool's state now.
+func (s *Store) PoolStats() PoolStats {
+	st := s.pool.Stat()
+	return PoolStats{
+		Acquired: st.AcquiredConns(), Idle: st.IdleConns(), Total: st.TotalConns(), Max: st.MaxConns(),
+		Acquires: st.AcquireCount(), EmptyAcquires: st.EmptyAcquireCount(), AcquireWait: st.AcquireDuration(),
+	}
+}

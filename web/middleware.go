@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
 )
 
@@ -95,6 +96,13 @@ func (s *server) logRequests(next http.Handler) http.Handler {
 				attrs = append(attrs, slog.Any("err", note.err))
 			}
 			s.log.LogAttrs(r.Context(), level, "request", attrs...)
+			if s.cfg.ObserveRequest != nil {
+				route := "unmatched"
+				if rc := chi.RouteContext(r.Context()); rc != nil && rc.RoutePattern() != "" {
+					route = rc.RoutePattern()
+				}
+				s.cfg.ObserveRequest(route, r.Method, status, time.Since(start))
+			}
 		}()
 		next.ServeHTTP(ww, r)
 	})

@@ -59,6 +59,9 @@ type Config struct {
 	// EmbedOrigins may frame /c/{name}/embed (CSP frame-ancestors), as
 	// scheme://host[:port]; every other page refuses to be framed.
 	EmbedOrigins []string
+	// ObserveRequest, when set, hears every answered request: its route
+	// pattern ("unmatched" for none), method, status and duration (metrics).
+	ObserveRequest func(route, method string, status int, d time.Duration)
 	// Draining, when it says true, makes /readyz answer 503: the process
 	// is shutting down and proxies should stop sending it requests.
 	Draining func() bool

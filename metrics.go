@@ -1,0 +1,138 @@
+package main
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/hitcounter/hitcounter/db"
+)
+
+// metrics are the Prometheus metrics of one process, served at /metrics on
+// their own listener (METRICS_ADDR): an operator's view, not proxied by
+// nginx nor published by compose. web and db know nothing of Prometheus:
+// web calls a hook per request, db an Observer, and the store's running
+// totals and pool are read at scrape time.
+type metrics struct {
+	reg *prometheus.Registry
+
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+	batch    prometheus.Histogram
+	retries  *prometheus.CounterVec
+	failures *prometheus.CounterVec
+	resolved *prometheus.CounterVec
+}
+
+func newMetrics() *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hitcounter_http_requests_total",
+			Help: "HTTP requests answered, by route pattern, method and status.",
+		}, []string{"route", "method", "status"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "hitcounter_http_request_duration_seconds",
+			Help:    "Time to answer an HTTP request, by route pattern.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, []string{"route"}),
+		batch: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "hitcounter_batch_size",
+			Help:    "Hits counted by one write (coalesced increments).",
+			Buckets: []float64{1, 2, 5, 10, 20, 50, 100, 200, 500, 1000},
+		}),
+		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hitcounter_db_retries_total",
+			Help: "Database attempts that failed and were tried again, by operation, phase and SQLSTATE.",
+		}, []string{"op", "phase", "sqlstate"}),
+		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hitcounter_db_failures_total",
+			Help: "Database operations that failed for good, by operation and kind (unavailable, outcome_unknown, not_found, invalid, exists, canceled, other).",
+		}, []string{"op", "kind"}),
+		resolved: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hitcounter_db_commits_resolved_total",
+			Help: "COMMITs whose answer was lost, looked up by transaction id, by outcome (committed, aborted, unknown).",
+		}, []string{"outcome"}),
+	}
+	m.reg.MustRegister(m.requests, m.duration, m.batch, m.retries, m.failures, m.resolved,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// observeRequest is web's per-request hook.
+func (m *metrics) observeRequest(route, method string, status int, d time.Duration) {
+	m.requests.WithLabelValues(route, method, strconv.Itoa(status)).Inc()
+	m.duration.WithLabelValues(route).Observe(d.Seconds())
+}
+
+// The db.Observer.
+
+func (m *metrics) Batch(size int) { m.batch.Observe(float64(size)) }
+func (m *metrics) Retry(op, phase, sqlstate string) {
+	m.retries.WithLabelValues(op, phase, sqlstate).Inc()
+}
+func (m *metrics) Failure(op, kind string) { m.failures.WithLabelValues(op, kind).Inc() }
+func (m *metrics) Resolved(outcome string) { m.resolved.WithLabelValues(outcome).Inc() }
+
+// watchStore adds the store's running totals, its listener and its pool,
+// read at every scrape.
+func (m *metrics) watchStore(store *db.Store) {
+	m.reg.MustRegister(storeCollector{store})
+}
+
+func (m *metrics) handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+}
+
+type storeCollector struct{ store *db.Store }
+
+var (
+	descWrites        = prometheus.NewDesc("hitcounter_writes_total", "Writes (statements) that counted hits.", nil, nil)
+	descIncrements    = prometheus.NewDesc("hitcounter_hits_written_total", "Hits the writes counted: views, bots and filtered views.", nil, nil)
+	descMemoryReads   = prometheus.NewDesc("hitcounter_memory_reads_total", "Counts answered from memory.", nil, nil)
+	descDatabaseReads = prometheus.NewDesc("hitcounter_database_reads_total", "Counts read from the database (the listener was down).", nil, nil)
+	descListenerUp    = prometheus.NewDesc("hitcounter_db_listener_up", "1 while the LISTEN connection is up and counts are served from memory.", nil, nil)
+	descPoolAcquired  = prometheus.NewDesc("hitcounter_db_pool_acquired_conns", "Pool connections in use.", nil, nil)
+	descPoolIdle      = prometheus.NewDesc("hitcounter_db_pool_idle_conns", "Pool connections idle.", nil, nil)
+	descPoolTotal     = prometheus.NewDesc("hitcounter_db_pool_conns", "Pool connections open.", nil, nil)
+	descPoolMax       = prometheus.NewDesc("hitcounter_db_pool_max_conns", "The pool's limit.", nil, nil)
+	descPoolAcquires  = prometheus.NewDesc("hitcounter_db_pool_acquires_total", "Connections taken from the pool.", nil, nil)
+	descPoolWaits     = prometheus.NewDesc("hitcounter_db_pool_empty_acquires_total", "Takes that had to wait for a connection.", nil, nil)
+	descPoolWaitTime  = prometheus.NewDesc("hitcounter_db_pool_acquire_wait_seconds_total", "Time spent waiting for a pool connection.", nil, nil)
+)
+
+func (storeCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descWrites, descIncrements, descMemoryReads, descDatabaseReads, descListenerUp,
+		descPoolAcquired, descPoolIdle, descPoolTotal, descPoolMax, descPoolAcquires, descPoolWaits, descPoolWaitTime} {
+		ch <- d
+	}
+}
+
+func (c storeCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.store.Stats()
+	counter := func(d *prometheus.Desc, v float64) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v)
+	}
+	gauge := func(d *prometheus.Desc, v float64) { ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v) }
+	counter(descWrites, float64(st.Writes))
+	counter(descIncrements, float64(st.Increments))
+	counter(descMemoryReads, float64(st.MemoryReads))
+	counter(descDatabaseReads, float64(st.DatabaseReads))
+	up := 0.0
+	if st.Listening {
+		up = 1
+	}
+	gauge(descListenerUp, up)
+	p := c.store.PoolStats()
+	gauge(descPoolAcquired, float64(p.Acquired))
+	gauge(descPoolIdle, float64(p.Idle))
+	gauge(descPoolTotal, float64(p.Total))
+	gauge(descPoolMax, float64(p.Max))
+	counter(descPoolAcquires, float64(p.Acquires))
+	counter(descPoolWaits, float64(p.EmptyAcquires))
+	counter(descPoolWaitTime, p.AcquireWait.Seconds())
+}
