@@ -5,7 +5,7 @@ GO    ?= go
 BIN   := bin/hitcounter
 PGDIR := .pgdata
 
-.PHONY: run counters test faults test-compose build generate check-generated lint bench db-stop clean
+.PHONY: run counters test faults fuzz test-compose build generate check-generated lint bench db-stop clean
 
 # Go itself is the one thing these targets cannot install (Debian's golang
 # package is older than go.mod's go line).
@@ -35,7 +35,20 @@ test: check-generated lint
 	@scripts/deps postgresql chromium nginx openssl
 	@[ "$$(id -u)" = 0 ] || echo "make test: the deployment test (docker compose on a private engine) needs root: skipped"
 	HITCOUNTER_COMPOSE_TEST=1 scripts/with-test-db $(GO) test -race -count=1 -timeout 40m ./...
+	@$(MAKE) --no-print-directory fuzz FUZZTIME=10s
 	@$(MAKE) --no-print-directory faults
+
+## fuzz: each fuzz target (func Fuzz… in a _test.go file) for FUZZTIME, from its seeds and testdata/fuzz;
+##       a failing input is written there: commit it with the fix, and go test replays it
+FUZZTIME ?= 1m
+fuzz:
+	@scripts/deps postgresql
+	@scripts/with-test-db sh -c 'set -e; \
+		for dir in $$(grep -rl --include="*_test.go" "^func Fuzz" . | xargs -n1 dirname | sort -u); do \
+		for target in $$(sed -n "s/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p" $$dir/*_test.go); do \
+			echo "fuzz $$dir $$target for $(FUZZTIME)"; \
+			$(GO) test -run "^$$" -fuzz "^$$target\$$" -fuzztime $(FUZZTIME) -parallel 4 $$dir; \
+		done; done'
 
 ## faults: the fault suite: the real binary on a PostgreSQL of its own, 32 clients clicking through a
 ##         restart, a crash, killed sessions, a frozen server, a 30s outage, SIGTERM, SIGKILL behind nginx

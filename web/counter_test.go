@@ -149,6 +149,9 @@ func TestCounterNamesRefused(t *testing.T) {
 		{"GET", "/c/" + url.PathEscape("a b"), 400, "That is not a valid counter name"},
 		{"GET", "/c/" + strings.Repeat("a", 64), 400, "That is not a valid counter name"},
 		{"POST", "/c/%C3%A9/hit", 400, "That is not a valid counter name"},
+		// An empty name is not the main counter (found by FuzzCounterName).
+		{"POST", "/c//hit", 400, "That is not a valid counter name"},
+		{"GET", "/c//embed", 400, "That is not a valid counter name"},
 		{"GET", "/c/nope", 404, "That counter does not exist."},
 		{"POST", "/c/nope/hit", 404, "That counter does not exist."},
 		{"GET", "/c/nope/count", 404, "That counter does not exist."},

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/go-chi/chi/v5"
@@ -22,10 +23,13 @@ const countedParam = "counted"
 // or the main counter. A name outside the rule is refused before any
 // storage is asked.
 func counterOf(r *http.Request) (string, error) {
-	name := chi.URLParam(r, "name")
-	if name == "" {
+	// Routes without {name} are the main counter's. One with it and an
+	// empty name (/c//hit) is not: it must not count the main counter.
+	rctx := chi.RouteContext(r.Context())
+	if rctx == nil || !slices.Contains(rctx.URLParams.Keys, "name") {
 		return mainCounter, nil
 	}
+	name := chi.URLParam(r, "name")
 	if !db.ValidName(name) {
 		return "", errorf(http.StatusBadRequest, "That is not a valid counter name: "+db.NameRule+".")
 	}
