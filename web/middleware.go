@@ -101,6 +101,11 @@ func (s *server) logRequests(next http.Handler) http.Handler {
 				if rc := chi.RouteContext(r.Context()); rc != nil && rc.RoutePattern() != "" {
 					route = rc.RoutePattern()
 				}
+				if gone {
+					// nginx's "client closed request": not a failure of the
+					// server's, whatever status the unsent answer had.
+					status = 499
+				}
 				s.cfg.ObserveRequest(route, r.Method, status, time.Since(start))
 			}
 		}()

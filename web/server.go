@@ -60,7 +60,8 @@ type Config struct {
 	// scheme://host[:port]; every other page refuses to be framed.
 	EmbedOrigins []string
 	// ObserveRequest, when set, hears every answered request: its route
-	// pattern ("unmatched" for none), method, status and duration (metrics).
+	// pattern ("unmatched" for none), method, status (499 when the client
+	// left first) and duration (metrics).
 	ObserveRequest func(route, method string, status int, d time.Duration)
 	// Draining, when it says true, makes /readyz answer 503: the process
 	// is shutting down and proxies should stop sending it requests.

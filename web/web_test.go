@@ -648,7 +648,9 @@ func TestClientGoneIsNotADatabaseFailure(t *testing.T) {
 			c.Close()
 		}
 	})
-	a := newAppOn(t, web.Config{RequestTimeout: 10 * time.Second},
+	observed := make(chan int, 16)
+	a := newAppOn(t, web.Config{RequestTimeout: 10 * time.Second,
+		ObserveRequest: func(_, _ string, status int, _ time.Duration) { observed <- status }},
 		"postgres://u:p@"+ln.Addr().String()+"/db?sslmode=disable")
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
@@ -674,6 +676,15 @@ func TestClientGoneIsNotADatabaseFailure(t *testing.T) {
 	}
 	if !strings.Contains(a.logs.String(), "db call abandoned: its caller is gone") {
 		t.Errorf("the abandoned query is not logged as such:\n%s", a.logs.String())
+	}
+	// In the metrics it is a 499, as nginx counts it, not a 503.
+	select {
+	case status := <-observed:
+		if status != 499 {
+			t.Errorf("the gone client's request observed with status %d, want 499", status)
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("the gone client's request was never observed")
 	}
 }
 
