@@ -55,7 +55,7 @@ func newMetrics() *metrics {
 		}, []string{"op", "kind"}),
 		resolved: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "hitcounter_db_commits_resolved_total",
-			Help: "COMMITs whose answer was lost, looked up by transaction id, by outcome (committed, aborted, unknown).",
+			Help: "COMMITs whose answer was lost, looked up by transaction id, by outcome (committed, aborted, unknown; late_committed, late_aborted, late_unknown: found after the caller was told unknown).",
 		}, []string{"outcome"}),
 	}
 	m.reg.MustRegister(m.requests, m.duration, m.batch, m.retries, m.failures, m.resolved,

@@ -161,7 +161,7 @@ func TestResolve(t *testing.T) {
 	}
 
 	proxy, proxied := pgproxy.ForTest(t, dbURL)
-	down, _ := newStore(t, proxied, fastPolicy())
+	down, downLogs := newStore(t, proxied, fastPolicy())
 	proxy.SetDown(true)
 	short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
 	defer cancel()
@@ -171,6 +171,44 @@ func TestResolve(t *testing.T) {
 	}
 	if took := time.Since(start); took > 100*time.Millisecond+ResolveGrace+time.Second {
 		t.Errorf("the lookup took %s, past its deadline and grace", took)
+	}
+	// Its caller was told "unknown"; the lookup goes on, and once the
+	// server answers, the log says what became of it.
+	if n := len(downLogs.with("db commit resolved late")); n != 0 {
+		t.Fatalf("resolved late while the server was still down: %d", n)
+	}
+	proxy.SetDown(false)
+	downLogs.waitFor(t, "db commit resolved late", 1)
+	if got := downLogs.with("db commit resolved late")[0]["outcome"]; got != "committed" {
+		t.Errorf("resolved late as %v, want committed", got)
+	}
+}
+
+// A lookup still going on when the store closes ends at once, saying the
+// COMMIT is still in doubt and how to look it up by hand.
+func TestLateLookupEndsWithTheStore(t *testing.T) {
+	t.Parallel()
+	dbURL := testdb.NewMigrated(t)
+	proxy, proxied := pgproxy.ForTest(t, dbURL)
+	cfg := DefaultConfig()
+	cfg.Retry = fastPolicy()
+	log, logs := newLogSink(t)
+	s, err := Open(proxied, cfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy.SetDown(true)
+	s.resolveLater("test", 12345, nil)
+	closed := make(chan struct{})
+	go func() { s.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close waited for the lookup")
+	}
+	recs := logs.with("db commit still in doubt")
+	if len(recs) != 1 || recs[0]["look_up"] != "select pg_xact_status('12345'::xid8)" {
+		t.Errorf("still-in-doubt records: %v", recs)
 	}
 }
 

@@ -59,11 +59,10 @@ const (
 //     recovered knows too: a transaction in progress at the crash is aborted.
 //   - in progress: the server has not finished it (its session may not
 //     have noticed the lost connection yet): ask again shortly.
-//   - "in the future" (SQLSTATE 22023): the server has no trace of the
-//     id, so the transaction's work was lost before it could commit (a
-//     crash before its WAL was flushed, or a failover): aborted.
-//   - NULL: too old to know (the status was truncated away): unknown.
-//   - no answer before ctx ends (server down, or frozen): unknown.
+//   - no status (too old: the server no longer keeps it): unknowable.
+//   - the server does not answer: ask again until ctx (plus ResolveGrace)
+//     ends, then unknowable for the caller; the lookup goes on in the
+//     background (resolveLater), so the log says what really happened.
 func (s *Store) resolve(ctx context.Context, op string, xid uint64, attrs []slog.Attr) resolution {
 	// A COMMIT cut by its caller's deadline still deserves its answer:
 	// ask a moment beyond it (and no longer than that without a deadline).
@@ -77,26 +76,11 @@ func (s *Store) resolve(ctx context.Context, op string, xid uint64, attrs []slog
 	defer cancel()
 	start := time.Now()
 	asked := 0
-	r := unknowable
+	var r resolution
 	var lastErr error
-	for {
+	for r == "" {
 		asked++
-		var status *string
-		err := s.pool.QueryRow(ctx, `select pg_xact_status($1::text::xid8)`, strconv.FormatUint(xid, 10)).Scan(&status)
-		switch {
-		case err == nil && status == nil:
-			r = unknowable
-		case err == nil && *status == "committed":
-			r = committed
-		case err == nil && *status == "aborted":
-			r = aborted
-		case err == nil: // in progress
-			r = ""
-		case sqlState(err) == "22023":
-			r = aborted
-		default:
-			r, lastErr = "", err
-		}
+		r, lastErr = s.lookup(ctx, xid)
 		if r != "" {
 			break
 		}
@@ -104,11 +88,9 @@ func (s *Store) resolve(ctx context.Context, op string, xid uint64, attrs []slog
 		select {
 		case <-ctx.Done():
 			t.Stop()
+			s.resolveLater(op, xid, attrs)
 			r = unknowable
 		case <-t.C:
-		}
-		if r != "" {
-			break
 		}
 	}
 	s.observe().Resolved(string(r))
@@ -124,4 +106,64 @@ func (s *Store) resolve(ctx context.Context, op string, xid uint64, attrs []slog
 		slog.Duration("took", time.Since(start).Round(time.Millisecond)),
 		slog.Any("last_err", lastErr)}, attrs...)...)
 	return r
+}
+
+// lookup asks the server once: committed, aborted, unknowable (it keeps no
+// status that old), or "" (still in progress, or no answer: err).
+func (s *Store) lookup(ctx context.Context, xid uint64) (resolution, error) {
+	var status *string
+	err := s.pool.QueryRow(ctx, `select pg_xact_status($1::text::xid8)`, strconv.FormatUint(xid, 10)).Scan(&status)
+	switch {
+	case err == nil && status == nil:
+		return unknowable, nil
+	case err == nil && *status == "committed":
+		return committed, nil
+	case err == nil && *status == "aborted":
+		return aborted, nil
+	case err == nil: // in progress
+		return "", nil
+	case sqlState(err) == "22023": // an id from the future: never started here
+		return aborted, nil
+	}
+	return "", err
+}
+
+// LateResolveFor bounds the background lookup of a COMMIT its caller was
+// told is unknown: the server may be down for minutes (a restart, a
+// failover), and when it answers the log says what became of those hits.
+const LateResolveFor = 15 * time.Minute
+
+const lateResolvePoll = time.Second
+
+// resolveLater goes on asking about xid after its caller has been answered
+// "outcome unknown", and logs the outcome ("db commit resolved late"), or
+// that it is still in doubt when it gives up or the store closes, with the
+// query an operator can run by hand.
+func (s *Store) resolveLater(op string, xid uint64, attrs []slog.Attr) {
+	s.late.Go(func() {
+		ctx, cancel := context.WithTimeout(s.lateCtx, LateResolveFor)
+		defer cancel()
+		start := time.Now()
+		for {
+			r, err := s.lookup(ctx, xid)
+			if r != "" {
+				s.observe().Resolved("late_" + string(r))
+				s.log.LogAttrs(ctx, slog.LevelWarn, "db commit resolved late", append([]slog.Attr{
+					slog.String("op", op), slog.String("outcome", string(r)), slog.Uint64("xid", xid),
+					slog.Duration("after", time.Since(start).Round(time.Millisecond))}, attrs...)...)
+				return
+			}
+			t := time.NewTimer(lateResolvePoll)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				s.log.LogAttrs(context.Background(), slog.LevelError, "db commit still in doubt", append([]slog.Attr{
+					slog.String("op", op), slog.Uint64("xid", xid),
+					slog.String("look_up", "select pg_xact_status('"+strconv.FormatUint(xid, 10)+"'::xid8)"),
+					slog.Any("last_err", err)}, attrs...)...)
+				return
+			case <-t.C:
+			}
+		}
+	})
 }

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -36,6 +37,11 @@ type Store struct {
 
 	stopListening context.CancelFunc
 	listening     chan struct{} // closed when the listener has stopped
+
+	// Lookups of COMMITs in doubt that outlive their caller (resolve.go).
+	late     sync.WaitGroup
+	lateCtx  context.Context
+	lateStop context.CancelFunc
 }
 
 // Config tunes the store. Start from DefaultConfig.
@@ -121,6 +127,7 @@ func Open(databaseURL string, cfg Config, log *slog.Logger) (*Store, error) {
 		return nil, fmt.Errorf("create pool: %w", err)
 	}
 	s := &Store{pool: pool, cfg: cfg, log: log, schema: schema, cache: newCache()}
+	s.lateCtx, s.lateStop = context.WithCancel(context.Background())
 	if !cfg.OnePerHit {
 		s.batches = newBatcher(s.add, cfg.MaxBatch, cfg.MaxQueued)
 	}
@@ -139,6 +146,8 @@ func Open(databaseURL string, cfg Config, log *slog.Logger) (*Store, error) {
 func (s *Store) Close() {
 	s.stopListening()
 	<-s.listening
+	s.lateStop()
+	s.late.Wait()
 	s.pool.Close()
 }
 
