@@ -230,6 +230,8 @@ func (r result) verdict() string {
 		return "yes"
 	case r.unknown > 0 && r.unknownExpected == "" && r.accounted() && r.lateCommitted == 0:
 		return fmt.Sprintf("yes; the %d told unknown found aborted later", r.unknown)
+	case r.unknown > 0 && r.unknownExpected == "" && r.accounted() && r.lateAborted == 0:
+		return fmt.Sprintf("acknowledged + the %d told unknown, found committed later", r.unknown)
 	case r.unknown > 0 && r.unknownExpected == "" && r.accounted():
 		return fmt.Sprintf("acknowledged + %d of the %d told unknown, found committed later", r.lateCommitted, r.unknown)
 	case r.delta == r.acked:
