@@ -1,6 +1,7 @@
 package db
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hitcounter/hitcounter/internal/pgproxy"
 	"github.com/hitcounter/hitcounter/internal/testdb"
 )
 
@@ -257,6 +259,46 @@ func TestVisitorSaltRotatesDaily(t *testing.T) {
 	}
 	if got := dayRow(t, dbURL, "main", "2026-06-10"); got.Visitors != 2 {
 		t.Errorf("yesterday's row lost its visitors: %+v", got)
+	}
+}
+
+// Making a new day's salt on a frozen database does not hold up the
+// writes queued behind it past their own deadlines: each gives up with
+// ErrUnavailable while the first is still stuck.
+func TestNewSaltDoesNotHoldOthersPastTheirDeadline(t *testing.T) {
+	t.Parallel()
+	dbURL := testdb.NewMigrated(t)
+	proxy, proxied := pgproxy.ForTest(t, dbURL)
+	s, _ := newStore(t, proxied, fastPolicy())
+	day := time.Date(2030, 1, 2, 0, 0, 0, 0, time.UTC) // a salt nobody made yet
+	proxy.Freeze(true)
+	defer proxy.Freeze(false)
+
+	stuckCtx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	stuck := make(chan error, 1)
+	go func() {
+		_, err := s.salt(stuckCtx, day)
+		stuck <- err
+	}()
+	// The first caller holds the right to make the salt once it has it.
+	waitUntil(t, "the first caller making the salt", func() (bool, string) {
+		return len(s.salts.making) == 1, fmt.Sprintf("%d making", len(s.salts.making))
+	})
+
+	short, cancelShort := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancelShort()
+	if _, err := s.salt(short, day); !errors.Is(err, ErrUnavailable) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("a write queued behind it: %v, want ErrUnavailable at its deadline", err)
+	}
+	select {
+	case err := <-stuck:
+		t.Fatalf("the first caller is no longer stuck (%v): the test proves nothing", err)
+	default:
+	}
+	proxy.Freeze(false)
+	if err := <-stuck; err != nil && !errors.Is(err, ErrUnavailable) {
+		t.Errorf("the first caller: %v", err)
 	}
 }
 

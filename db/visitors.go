@@ -7,7 +7,7 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"log/slog"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -23,7 +23,14 @@ import (
 
 // saltCache keeps the current day's salt, so a write needs no extra query.
 type saltCache struct {
-	mu   sync.Mutex
+	cur atomic.Pointer[daySalt]
+	// making is a one-slot semaphore, not a mutex: making a day's salt is
+	// a transaction, and writes queued behind one stuck on a database
+	// that is down or frozen must still give up at their own deadline.
+	making chan struct{}
+}
+
+type daySalt struct {
 	day  time.Time
 	salt []byte
 }
@@ -31,10 +38,17 @@ type saltCache struct {
 // salt returns day's salt, creating it (and forgetting older days) the
 // first time any instance needs it.
 func (s *Store) salt(ctx context.Context, day time.Time) ([]byte, error) {
-	s.salts.mu.Lock()
-	defer s.salts.mu.Unlock()
-	if s.salts.day.Equal(day) {
-		return s.salts.salt, nil
+	if c := s.salts.cur.Load(); c != nil && c.day.Equal(day) {
+		return c.salt, nil
+	}
+	select {
+	case s.salts.making <- struct{}{}:
+		defer func() { <-s.salts.making }()
+	case <-ctx.Done():
+		return nil, fmt.Errorf("visitor salt: %w: %w", ErrUnavailable, ctx.Err())
+	}
+	if c := s.salts.cur.Load(); c != nil && c.day.Equal(day) {
+		return c.salt, nil // made while this one waited
 	}
 	fresh := make([]byte, sha256.Size)
 	_, _ = rand.Read(fresh) // never fails (crypto/rand)
@@ -57,7 +71,7 @@ func (s *Store) salt(ctx context.Context, day time.Time) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("visitor salt: %w", err) // nothing counted: ErrUnavailable
 	}
-	s.salts.day, s.salts.salt = day, salt
+	s.salts.cur.Store(&daySalt{day: day, salt: salt})
 	return salt, nil
 }
 
