@@ -24,8 +24,9 @@ import (
 
 // program is the whole program running in-process, as main would run it.
 type program struct {
-	base string // http://127.0.0.1:PORT
-	logs *lockedBuffer
+	base    string // http://127.0.0.1:PORT
+	metrics string // http://127.0.0.1:PORT/metrics, with METRICS_ADDR set
+	logs    *lockedBuffer
 }
 
 // startRun runs the program on 127.0.0.1:0 and returns once it listens.
@@ -57,19 +58,27 @@ func startRun(t testing.TB, env map[string]string, args ...string) *program {
 		}
 	})
 
-	return &program{base: readListening(t, stdoutR, done), logs: logs}
+	p := &program{logs: logs}
+	p.base, p.metrics = readListening(t, stdoutR, done)
+	return p
 }
 
 // readListening reads the program's stdout until it says where it
-// listens, and returns that base URL.
-func readListening(t testing.TB, stdout io.Reader, done <-chan error) string {
+// listens, and returns that base URL, and its metrics' URL if it said one
+// first.
+func readListening(t testing.TB, stdout io.Reader, done <-chan error) (base, metrics string) {
 	t.Helper()
-	addr := make(chan string, 1)
+	type said struct{ base, metrics string }
+	addr := make(chan said, 1)
 	go func() {
+		var m string
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
+			if u, ok := strings.CutPrefix(sc.Text(), "metrics on "); ok {
+				m = u
+			}
 			if a, ok := strings.CutPrefix(sc.Text(), "listening on "); ok {
-				addr <- a
+				addr <- said{a, m}
 			}
 		}
 		close(addr)
@@ -79,11 +88,11 @@ func readListening(t testing.TB, stdout io.Reader, done <-chan error) string {
 		if !ok {
 			t.Fatalf("program ended before listening: %v", <-done)
 		}
-		return a
+		return a.base, a.metrics
 	case <-time.After(30 * time.Second):
 		t.Fatal("program did not listen within 30s")
 	}
-	return ""
+	return "", ""
 }
 
 type lockedBuffer struct {
@@ -332,7 +341,7 @@ func TestRunStopsOnTimeWithAFrozenDatabase(t *testing.T) {
 		done <- run(ctx, []string{"hitcounter", "-addr", "127.0.0.1:0"}, func(k string) string { return env[k] }, nil, stdoutW, logs)
 		stdoutW.Close()
 	}()
-	base := readListening(t, stdoutR, done)
+	base, _ := readListening(t, stdoutR, done)
 	if status, _ := get(t, base+"/"); status != 200 {
 		t.Fatalf("the page: %d", status)
 	}

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bufio"
-	"context"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -22,35 +20,10 @@ import (
 // scrape after some traffic shows it: requests by route and status, hits
 // written, batches, the listener, the pool.
 func TestMetricsAreScraped(t *testing.T) {
-	dbURL := testdb.NewMigrated(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	stdoutR, stdoutW := io.Pipe()
-	logs := &lockedBuffer{}
-	done := make(chan error, 1)
-	env := map[string]string{"DATABASE_URL": dbURL, "METRICS_ADDR": "127.0.0.1:0"}
-	go func() {
-		done <- run(ctx, []string{"hitcounter", "-addr", "127.0.0.1:0"}, func(k string) string { return env[k] }, nil, stdoutW, logs)
-		stdoutW.Close()
-	}()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("run: %v", err)
-		}
-	})
-	var base, metricsURL string
-	sc := bufio.NewScanner(stdoutR)
-	for base == "" && sc.Scan() {
-		if u, ok := strings.CutPrefix(sc.Text(), "metrics on "); ok {
-			metricsURL = u
-		}
-		if u, ok := strings.CutPrefix(sc.Text(), "listening on "); ok {
-			base = u
-		}
-	}
-	go func() { _, _ = io.Copy(io.Discard, stdoutR) }()
-	if base == "" || metricsURL == "" {
-		t.Fatalf("the program printed no app or metrics address; logs:\n%s", logs.String())
+	app := startRun(t, map[string]string{"DATABASE_URL": testdb.NewMigrated(t), "METRICS_ADDR": "127.0.0.1:0"})
+	base, metricsURL := app.base, app.metrics
+	if metricsURL == "" {
+		t.Fatalf("the program printed no metrics address before its own; logs:\n%s", app.logs.String())
 	}
 
 	const views = 3
@@ -76,6 +49,10 @@ func TestMetricsAreScraped(t *testing.T) {
 	}
 	if got := counterValue(families, "hitcounter_http_requests_total", map[string]string{"route": "/hit", "method": "POST", "status": "200"}); got != 1 {
 		t.Errorf("POST /hit with 200: %v, want 1", got)
+	}
+	// The 404 of /metrics above matched no route.
+	if got := counterValue(families, "hitcounter_http_requests_total", map[string]string{"route": "unmatched", "method": "GET", "status": "404"}); got != 1 {
+		t.Errorf("unmatched GET with 404: %v, want 1", got)
 	}
 	if got := counterValue(families, "hitcounter_hits_written_total", nil); got != views+1 {
 		t.Errorf("hits written: %v, want %d", got, views+1)

@@ -190,13 +190,7 @@ func TestLateLookupEndsWithTheStore(t *testing.T) {
 	t.Parallel()
 	dbURL := testdb.NewMigrated(t)
 	proxy, proxied := pgproxy.ForTest(t, dbURL)
-	cfg := DefaultConfig()
-	cfg.Retry = fastPolicy()
-	log, logs := newLogSink(t)
-	s, err := Open(proxied, cfg, log)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, logs := newStore(t, proxied, fastPolicy())
 	proxy.SetDown(true)
 	s.resolveLater("test", 12345, nil)
 	closed := make(chan struct{})
