@@ -38,6 +38,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -680,20 +681,27 @@ func (a *app) watch(stop <-chan struct{}) <-chan gauges {
 	return peak
 }
 
+// linesWith returns the app's log lines that have every one of parts.
+func (a *app) linesWith(parts ...string) []string {
+	a.logsMu.Lock()
+	defer a.logsMu.Unlock()
+	var out []string
+	for l := range strings.SplitSeq(a.logs.String(), "\n") {
+		if !slices.ContainsFunc(parts, func(p string) bool { return !strings.Contains(l, p) }) {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// logCount counts the app's log lines that have every one of parts.
+func (a *app) logCount(parts ...string) int { return len(a.linesWith(parts...)) }
+
 // clicks sums the batch sizes (n=) of the app's log lines that have every
 // one of parts.
 func (a *app) clicks(parts ...string) int64 {
-	a.logsMu.Lock()
-	defer a.logsMu.Unlock()
 	var sum int64
-	for l := range strings.SplitSeq(a.logs.String(), "\n") {
-		all := true
-		for _, p := range parts {
-			all = all && strings.Contains(l, p)
-		}
-		if !all {
-			continue
-		}
+	for _, l := range a.linesWith(parts...) {
 		for f := range strings.FieldsSeq(l) {
 			if v, ok := strings.CutPrefix(f, "n="); ok {
 				n, _ := strconv.ParseInt(v, 10, 64)
@@ -706,35 +714,13 @@ func (a *app) clicks(parts ...string) int64 {
 
 // logLines returns up to n of the app's log lines that have any of parts.
 func (a *app) logLines(n int, parts ...string) []string {
-	a.logsMu.Lock()
-	defer a.logsMu.Unlock()
 	var out []string
-	for l := range strings.SplitSeq(a.logs.String(), "\n") {
-		for _, p := range parts {
-			if strings.Contains(l, p) && len(out) < n {
-				out = append(out, l)
-				break
-			}
+	for _, l := range a.linesWith() {
+		if len(out) < n && slices.ContainsFunc(parts, func(p string) bool { return strings.Contains(l, p) }) {
+			out = append(out, l)
 		}
 	}
 	return out
-}
-
-// logCount counts the app's log lines that have every one of parts.
-func (a *app) logCount(parts ...string) int {
-	a.logsMu.Lock()
-	defer a.logsMu.Unlock()
-	n := 0
-	for l := range strings.SplitSeq(a.logs.String(), "\n") {
-		all := true
-		for _, p := range parts {
-			all = all && strings.Contains(l, p)
-		}
-		if all {
-			n++
-		}
-	}
-	return n
 }
 
 func resolvedText(m map[string]int) string {
