@@ -143,6 +143,7 @@ const (
 	cmdLogsWeb     = "docker compose logs web"
 	cmdEnv         = "docker compose exec web env"
 	cmdCounters    = "docker compose exec web /hitcounter counters"
+	cmdMetrics     = "docker compose exec web /hitcounter -probe http://127.0.0.1:9100/metrics"
 	cmdStopDB      = "docker compose stop db"
 	cmdStartDB     = "docker compose start db"
 	cmdRecreateWeb = "docker compose up -d --force-recreate web"
@@ -152,7 +153,7 @@ const (
 	cmdDown        = "docker compose down"
 )
 
-var deployCommands = []string{cmdBuild, cmdUp, cmdPs, cmdLogsWeb, cmdEnv, cmdCounters, cmdStopDB, cmdStartDB, cmdRecreateWeb, cmdScaleWeb, cmdRenew, cmdReload, cmdDown}
+var deployCommands = []string{cmdBuild, cmdUp, cmdPs, cmdLogsWeb, cmdEnv, cmdCounters, cmdMetrics, cmdStopDB, cmdStartDB, cmdRecreateWeb, cmdScaleWeb, cmdRenew, cmdReload, cmdDown}
 
 // op runs one of the operator's commands, with extra arguments.
 func (d *deployment) op(cmd string, extra ...string) string {
@@ -473,6 +474,10 @@ func TestDeploymentWithCompose(t *testing.T) {
 		}
 	}
 	d.checkAppRole(testAppPassword)
+	// Metrics answer inside the container, on their own port.
+	if out := d.op(cmdMetrics); !strings.Contains(out, "200 OK") {
+		t.Errorf("%s: %s", cmdMetrics, out)
+	}
 
 	// The owner's controls, in the web container: a counter carried over
 	// from elsewhere, its page and badge through nginx, the list.

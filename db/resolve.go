@@ -59,6 +59,9 @@ const (
 //     recovered knows too: a transaction in progress at the crash is aborted.
 //   - in progress: the server has not finished it (its session may not
 //     have noticed the lost connection yet): ask again shortly.
+//   - "in the future" (SQLSTATE 22023): the server has no trace of the
+//     id, so the transaction's work was lost before it could commit (a
+//     crash before its WAL was flushed, or a failover): aborted.
 //   - no status (too old: the server no longer keeps it): unknowable.
 //   - the server does not answer: ask again until ctx (plus ResolveGrace)
 //     ends, then unknowable for the caller; the lookup goes on in the
@@ -122,7 +125,7 @@ func (s *Store) lookup(ctx context.Context, xid uint64) (resolution, error) {
 		return aborted, nil
 	case err == nil: // in progress
 		return "", nil
-	case sqlState(err) == "22023": // an id from the future: never started here
+	case sqlState(err) == "22023": // an id from the future
 		return aborted, nil
 	}
 	return "", err

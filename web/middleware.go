@@ -59,6 +59,7 @@ func (s *server) logRequests(next http.Handler) http.Handler {
 		r = r.WithContext(context.WithValue(r.Context(), noteKey{}, note))
 		ww := middleware.NewWrapResponseWriter(w, r.ProtoMajor)
 		defer func() {
+			took := time.Since(start)
 			status := ww.Status()
 			if status == 0 {
 				status = http.StatusOK
@@ -82,7 +83,7 @@ func (s *server) logRequests(next http.Handler) http.Handler {
 				slog.String("path", r.URL.Path),
 				slog.Int("status", status),
 				slog.Int("bytes", ww.BytesWritten()),
-				slog.Duration("duration", time.Since(start)),
+				slog.Duration("duration", took),
 				slog.String("client_ip", clientIP(r)),
 				slog.String("request_id", middleware.GetReqID(r.Context())),
 			}
@@ -106,7 +107,7 @@ func (s *server) logRequests(next http.Handler) http.Handler {
 					// server's, whatever status the unsent answer had.
 					status = 499
 				}
-				s.cfg.ObserveRequest(route, r.Method, status, time.Since(start))
+				s.cfg.ObserveRequest(route, r.Method, status, took)
 			}
 		}()
 		next.ServeHTTP(ww, r)
