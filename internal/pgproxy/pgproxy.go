@@ -49,6 +49,16 @@ const (
 	// before the client sees its connection die, and the client never hears
 	// the outcome.
 	CutAfterCommit
+
+	// CrashAtCommit makes the server look crashed at the moment the COMMIT
+	// was sent: the COMMIT is not forwarded, every client connection is
+	// cut and new ones are refused, as after SetDown(true). But the server
+	// side of the faulted connection stays open and silent until
+	// SetDown(false) or Close: the server neither commits nor rolls the
+	// transaction back, so nothing of it need reach the server's WAL
+	// before a test really crashes the server, just as when a machine dies
+	// with a COMMIT in flight.
+	CrashAtCommit
 )
 
 func (f Fault) String() string {
@@ -57,6 +67,8 @@ func (f Fault) String() string {
 		return "CutBeforeCommit"
 	case CutAfterCommit:
 		return "CutAfterCommit"
+	case CrashAtCommit:
+		return "CrashAtCommit"
 	}
 	return fmt.Sprintf("Fault(%d)", int(f))
 }
@@ -86,6 +98,7 @@ type Proxy struct {
 	down   bool
 	conns  map[*conn]struct{}
 	armed  map[Fault]int
+	held   []net.Conn // server sides kept open by CrashAtCommit
 }
 
 // Start listens on 127.0.0.1 on a free port and relays every connection to
@@ -122,7 +135,11 @@ func (p *Proxy) Close() error {
 	}
 	p.closed = true
 	conns := p.takeConnsLocked()
+	held := p.takeHeldLocked()
 	p.mu.Unlock()
+	for _, s := range held {
+		s.Close()
+	}
 
 	p.cancel()
 	err := p.ln.Close()
@@ -140,12 +157,18 @@ func (p *Proxy) SetDown(down bool) {
 	p.mu.Lock()
 	p.down = down
 	var conns []*conn
+	var held []net.Conn
 	if down {
 		conns = p.takeConnsLocked()
+	} else {
+		held = p.takeHeldLocked()
 	}
 	p.mu.Unlock()
 	for _, c := range conns {
 		c.cut()
+	}
+	for _, s := range held {
+		s.Close()
 	}
 }
 
@@ -169,9 +192,10 @@ func (c *conn) waitThawed() bool {
 }
 
 // Arm makes the next n COMMITs, on any connection, suffer fault f; n = 0
-// disarms it. If both faults are armed, CutBeforeCommit is used first.
+// disarms it. If several faults are armed, they are used in the order
+// CrashAtCommit, CutBeforeCommit, CutAfterCommit.
 func (p *Proxy) Arm(f Fault, n int) {
-	if f != CutBeforeCommit && f != CutAfterCommit {
+	if f != CutBeforeCommit && f != CutAfterCommit && f != CrashAtCommit {
 		panic(fmt.Sprintf("pgproxy: Arm: unknown fault %v", f))
 	}
 	if n < 0 {
@@ -194,7 +218,7 @@ func (p *Proxy) Armed(f Fault) int {
 func (p *Proxy) takeFault() Fault {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for _, f := range []Fault{CutBeforeCommit, CutAfterCommit} {
+	for _, f := range []Fault{CrashAtCommit, CutBeforeCommit, CutAfterCommit} {
 		if p.armed[f] > 0 {
 			p.armed[f]--
 			return f
@@ -210,6 +234,20 @@ func (p *Proxy) takeConnsLocked() []*conn {
 	}
 	clear(p.conns)
 	return conns
+}
+
+func (p *Proxy) takeHeldLocked() []net.Conn {
+	held := p.held
+	p.held = nil
+	return held
+}
+
+// crash is CrashAtCommit on c: the proxy goes down, and c's server side is
+// kept open instead of closed.
+func (p *Proxy) crash(c *conn) {
+	c.hold.Store(true)
+	p.SetDown(true)
+	c.cut()
 }
 
 func (p *Proxy) acceptLoop() {
@@ -302,17 +340,27 @@ type conn struct {
 	// true inside BEGIN … COMMIT. The client sends the next query only
 	// after it, so it holds when the client→server relay reads a Sync.
 	inTx atomic.Bool
+	// hold keeps the server side open when the connection is cut
+	// (CrashAtCommit): the proxy closes it later.
+	hold atomic.Bool
 }
 
-// cut closes both sides; both relays then end. Safe to call many times.
+// cut closes both sides (or only the client's, when held); both relays then
+// end. Safe to call many times.
 func (c *conn) cut() {
 	c.once.Do(func() {
 		close(c.done)
 		c.client.Close()
-		c.server.Close()
 		c.p.mu.Lock()
 		delete(c.p.conns, c)
+		held := c.hold.Load() && !c.p.closed && c.p.down
+		if held {
+			c.p.held = append(c.p.held, c.server)
+		}
 		c.p.mu.Unlock()
+		if !held {
+			c.server.Close()
+		}
 	})
 }
 
@@ -424,6 +472,10 @@ func (c *conn) clientToServer() {
 				return
 			case CutAfterCommit:
 				c.dropReply.Store(replies) // before the server can possibly answer
+			case CrashAtCommit:
+				_ = w.Flush()
+				c.p.crash(c)
+				return
 			}
 		}
 		if !c.waitThawed() {

@@ -140,6 +140,74 @@ func TestCutBeforeCommitRollsBack(t *testing.T) {
 	}
 }
 
+// CrashAtCommit: the client loses its connection with the COMMIT unsent,
+// the proxy refuses connections, and the transaction stays open on the
+// server, neither committed nor rolled back, until SetDown(false).
+func TestCrashAtCommitLeavesTheTransactionOpen(t *testing.T) {
+	t.Parallel()
+	dbURL := testdb.NewMigrated(t)
+	p, proxied := ForTest(t, dbURL)
+	ctx := testCtx(t)
+	conn := connect(t, ctx, proxied)
+	other := connect(t, ctx, proxied)
+	before := testdb.Hits(t, dbURL, "main")
+	var pid int32
+	if err := conn.QueryRow(ctx, "select pg_backend_pid()").Scan(&pid); err != nil {
+		t.Fatal(err)
+	}
+	state := func() string {
+		t.Helper()
+		c, err := pgx.Connect(ctx, dbURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close(ctx)
+		var s string
+		err = c.QueryRow(ctx, "select coalesce((select state from pg_stat_activity where pid = $1), 'gone')", pid).Scan(&s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+
+	p.Arm(CrashAtCommit, 1)
+	if err := increment(ctx, conn); err == nil {
+		t.Fatal("increment with CrashAtCommit armed: got nil error")
+	}
+	if p.Armed(CrashAtCommit) != 0 {
+		t.Fatal("the fault did not fire")
+	}
+	if _, err := other.Exec(ctx, "select 1"); err == nil {
+		t.Error("another connection survived the crash")
+	}
+	if c, err := pgx.Connect(ctx, proxied); err == nil {
+		c.Close(ctx)
+		t.Error("a new connection was accepted after the crash")
+	}
+	if got := state(); got != "idle in transaction" {
+		t.Errorf("the faulted transaction on the server: %s, want idle in transaction", got)
+	}
+	if got := testdb.Hits(t, dbURL, "main"); got != before {
+		t.Errorf("hits while the COMMIT is held: %d, want %d", got, before)
+	}
+
+	p.SetDown(false)
+	deadline := time.Now().Add(10 * time.Second)
+	for state() != "gone" {
+		if time.Now().After(deadline) {
+			t.Fatal("the held server connection was not closed by SetDown(false)")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := testdb.Hits(t, dbURL, "main"); got != before {
+		t.Errorf("hits after the held transaction ended: %d, want %d (rolled back)", got, before)
+	}
+	conn2 := connect(t, ctx, proxied)
+	if err := increment(ctx, conn2); err != nil {
+		t.Fatalf("increment after SetDown(false): %v", err)
+	}
+}
+
 func TestCutAfterCommitCommits(t *testing.T) {
 	t.Parallel()
 	for _, sslmode := range []string{"disable", "prefer"} { // prefer sends an SSLRequest first

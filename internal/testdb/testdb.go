@@ -72,7 +72,13 @@ func New(t testing.TB) string {
 // NewMigrated is New with the project's migrations applied, as tern would.
 func NewMigrated(t testing.TB) string {
 	t.Helper()
-	dbURL := New(t)
+	return Migrate(t, New(t))
+}
+
+// Migrate applies the project's migrations to the database of dbURL, as
+// tern would, and returns dbURL.
+func Migrate(t testing.TB, dbURL string) string {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	conn, err := pgx.Connect(ctx, dbURL)

@@ -34,10 +34,8 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -49,6 +47,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/hitcounter/hitcounter/internal/nginx"
+	"github.com/hitcounter/hitcounter/internal/pgcluster"
 )
 
 func main() {
@@ -73,34 +72,34 @@ func run() error {
 	only := flag.String("run", "", "run only the scenarios whose name contains this, e.g. \"5.\"")
 	flag.Parse()
 
-	pg, err := startCluster()
+	pg, err := pgcluster.Start("")
 	if err != nil {
 		return err
 	}
-	defer pg.stop()
-	fmt.Printf("PostgreSQL in %s on port %d; %d clients clicking POST /hit; request deadline 3s (the default)\n\n", pg.dir, pg.port, o.clients)
+	defer pg.Stop()
+	fmt.Printf("PostgreSQL in %s on port %d; %d clients clicking POST /hit; request deadline 3s (the default)\n\n", pg.Dir, pg.Port, o.clients)
 
 	scenarios := []scenario{
-		{name: "1. fast restart (pg_ctl restart -m fast)", fault: func(s *suite) error { return s.pg.ctl("restart", "-m", "fast", "-w") }},
+		{name: "1. fast restart (pg_ctl restart -m fast)", fault: func(s *suite) error { return s.pg.Ctl("restart", "-m", "fast", "-w") }},
 		{name: "2. crash (stop -m immediate), recovery", fault: func(s *suite) error {
-			if err := s.pg.ctl("stop", "-m", "immediate", "-w"); err != nil {
+			if err := s.pg.Ctl("stop", "-m", "immediate", "-w"); err != nil {
 				return err
 			}
 			time.Sleep(time.Second)
-			return s.pg.start()
+			return s.pg.Start()
 		}},
 		{name: "3. pg_terminate_backend bursts", fault: func(s *suite) error { return s.terminateBursts(5*time.Second, 250*time.Millisecond) }},
-		{name: "4. SIGSTOP 4s (past the deadline), SIGCONT", fault: func(s *suite) error { return s.pg.freeze(4 * time.Second) }},
+		{name: "4. SIGSTOP 4s (past the deadline), SIGCONT", fault: func(s *suite) error { return s.pg.Freeze(4 * time.Second) }},
 		// Past the deadline and the lookup's grace too: a COMMIT in flight
 		// cannot be looked up in time. Its clicks are told unknown, and
 		// the suite checks the app's later lookup accounts for each.
-		{name: "4b. SIGSTOP 10s (past the deadline and the lookup's grace), SIGCONT", fault: func(s *suite) error { return s.pg.freeze(10 * time.Second) }},
+		{name: "4b. SIGSTOP 10s (past the deadline and the lookup's grace), SIGCONT", fault: func(s *suite) error { return s.pg.Freeze(10 * time.Second) }},
 		{name: fmt.Sprintf("5. down %s, then up", o.outage), fault: func(s *suite) error {
-			if err := s.pg.ctl("stop", "-m", "fast", "-w"); err != nil {
+			if err := s.pg.Ctl("stop", "-m", "fast", "-w"); err != nil {
 				return err
 			}
 			time.Sleep(o.outage)
-			return s.pg.start()
+			return s.pg.Start()
 		}},
 		{name: "6. SIGTERM to the app", appFault: true, graceful: true, fault: func(s *suite) error { return s.apps[0].terminate() }},
 		{name: "7. two apps behind nginx, one SIGKILLed", twoApps: true, appFault: true,
@@ -174,7 +173,7 @@ type scenario struct {
 
 type suite struct {
 	o    options
-	pg   *cluster
+	pg   *pgcluster.Cluster
 	apps []*app
 }
 
@@ -245,7 +244,7 @@ func (r result) verdict() string {
 // run clicks for a second, applies the fault, goes on until the app
 // answers again, clicks a second more, and counts.
 func (s *suite) run(sc scenario) (result, error) {
-	dbURL, err := s.pg.database()
+	dbURL, err := s.pg.CreateDatabase(context.Background(), "hc_faults")
 	if err != nil {
 		return result{}, err
 	}
@@ -430,7 +429,7 @@ func (s *suite) terminateBursts(d, every time.Duration) error {
 	end := time.Now().Add(d)
 	for time.Now().Before(end) {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		conn, err := pgx.Connect(ctx, s.pg.url("postgres"))
+		conn, err := pgx.Connect(ctx, s.pg.URL("postgres"))
 		if err == nil {
 			_, err = conn.Exec(ctx, `select pg_terminate_backend(pid) from pg_stat_activity
 				where backend_type = 'client backend' and pid <> pg_backend_pid() and datname like 'hc_faults_%'`)
@@ -742,130 +741,6 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 }
 
 // --- the database ---
-
-// cluster is a PostgreSQL cluster of the suite's own, made by scripts/pg,
-// which it stops, crashes and freezes.
-type cluster struct {
-	dir      string
-	bin      string
-	port     int
-	password string
-}
-
-func startCluster() (*cluster, error) {
-	dir, err := os.MkdirTemp("", "hitcounter-faults-")
-	if err != nil {
-		return nil, err
-	}
-	out, err := exec.Command("scripts/pg", "start", dir).Output()
-	if err != nil {
-		return nil, fmt.Errorf("scripts/pg start: %w", err)
-	}
-	u, err := url.Parse(strings.TrimSpace(string(out)))
-	if err != nil {
-		return nil, err
-	}
-	c := &cluster{dir: dir}
-	c.port, _ = strconv.Atoi(u.Port())
-	c.password, _ = u.User.Password()
-	bin, err := exec.Command("sh", "-c", `ls -d /usr/lib/postgresql/*/bin | sort -V -r | head -1`).Output()
-	if err != nil || len(bytes.TrimSpace(bin)) == 0 {
-		return nil, errors.New("no PostgreSQL server binaries under /usr/lib/postgresql")
-	}
-	c.bin = string(bytes.TrimSpace(bin))
-	return c, nil
-}
-
-func (c *cluster) url(db string) string {
-	return fmt.Sprintf("postgres://hitcounter:%s@127.0.0.1:%d/%s?sslmode=disable", c.password, c.port, db)
-}
-
-// ctl runs pg_ctl on the cluster, as its owner.
-func (c *cluster) ctl(args ...string) error {
-	full := append([]string{filepath.Join(c.bin, "pg_ctl"), "-D", filepath.Join(c.dir, "data"), "-l", filepath.Join(c.dir, "server.log")}, args...)
-	if os.Getuid() == 0 {
-		full = append([]string{"runuser", "-u", "postgres", "--"}, full...)
-	}
-	out, err := exec.Command(full[0], full[1:]...).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("pg_ctl %s: %w\n%s", strings.Join(args, " "), err, out)
-	}
-	return nil
-}
-
-// start starts the cluster again on its port.
-func (c *cluster) start() error {
-	return c.ctl("start", "-w", "-t", "60", "-o",
-		fmt.Sprintf("-c listen_addresses=127.0.0.1 -p %d -c unix_socket_directories= -c max_connections=300", c.port))
-}
-
-// freeze stops every process of the cluster for d, as a hung host would.
-func (c *cluster) freeze(d time.Duration) error {
-	pids, err := c.pids()
-	if err != nil {
-		return err
-	}
-	for _, p := range pids {
-		_ = syscall.Kill(p, syscall.SIGSTOP)
-	}
-	time.Sleep(d)
-	for _, p := range pids {
-		_ = syscall.Kill(p, syscall.SIGCONT)
-	}
-	return nil
-}
-
-// pids are the postmaster and its children.
-func (c *cluster) pids() ([]int, error) {
-	b, err := os.ReadFile(filepath.Join(c.dir, "data", "postmaster.pid"))
-	if err != nil {
-		return nil, err
-	}
-	master, err := strconv.Atoi(strings.SplitN(string(b), "\n", 2)[0])
-	if err != nil {
-		return nil, err
-	}
-	pids := []int{master}
-	dirs, _ := os.ReadDir("/proc")
-	for _, d := range dirs {
-		p, err := strconv.Atoi(d.Name())
-		if err != nil {
-			continue
-		}
-		stat, err := os.ReadFile("/proc/" + d.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+2:]))
-		if len(f) > 1 && f[1] == strconv.Itoa(master) {
-			pids = append(pids, p)
-		}
-	}
-	return pids, nil
-}
-
-func (c *cluster) stop() {
-	_ = c.ctl("stop", "-m", "fast", "-w")
-	_ = os.RemoveAll(c.dir)
-}
-
-var databases atomic.Int64
-
-// database creates a fresh database for a scenario.
-func (c *cluster) database() (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, c.url("postgres"))
-	if err != nil {
-		return "", err
-	}
-	defer conn.Close(ctx)
-	name := fmt.Sprintf("hc_faults_%d", databases.Add(1))
-	if _, err := conn.Exec(ctx, "create database "+name); err != nil {
-		return "", err
-	}
-	return c.url(name), nil
-}
 
 func hits(dbURL string) (int64, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

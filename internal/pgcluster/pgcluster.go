@@ -1,0 +1,181 @@
+// Package pgcluster runs a throwaway PostgreSQL cluster of its caller's own,
+// made by scripts/pg from the installed server binaries, which the caller
+// may restart, crash, freeze and start again: the fault suite's database,
+// and the tests that need a server no other test shares.
+package pgcluster
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Cluster is one running cluster on 127.0.0.1.
+type Cluster struct {
+	Dir      string // scripts/pg's folder: data/, server.log, password, port
+	Port     int
+	bin      string
+	password string
+	opts     string // server options, kept for every start
+	created  atomic.Int64
+}
+
+// Start makes a cluster in a new temporary folder and starts it. opts are
+// more server options ("-c name=value …"), used at every start.
+func Start(opts string) (*Cluster, error) {
+	root, err := moduleRoot()
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "hitcounter-pg-")
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(filepath.Join(root, "scripts", "pg"), "start", dir)
+	cmd.Env = append(os.Environ(), "PG_OPTS="+opts)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		_ = os.RemoveAll(dir)
+		return nil, fmt.Errorf("scripts/pg start: %w\n%s", err, stderr.Bytes())
+	}
+	u, err := url.Parse(strings.TrimSpace(string(out)))
+	if err != nil {
+		return nil, err
+	}
+	c := &Cluster{Dir: dir, opts: opts}
+	c.Port, _ = strconv.Atoi(u.Port())
+	c.password, _ = u.User.Password()
+	bin, err := exec.Command("sh", "-c", `ls -d /usr/lib/postgresql/*/bin | sort -V -r | head -1`).Output()
+	if err != nil || len(bytes.TrimSpace(bin)) == 0 {
+		c.Stop()
+		return nil, errors.New("no PostgreSQL server binaries under /usr/lib/postgresql")
+	}
+	c.bin = string(bytes.TrimSpace(bin))
+	return c, nil
+}
+
+// moduleRoot is the folder of go.mod, above the working directory: tests
+// run in their package's folder, commands in the root.
+func moduleRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("pgcluster: no go.mod above the working directory")
+		}
+		dir = parent
+	}
+}
+
+// URL is the superuser's URL of database db.
+func (c *Cluster) URL(db string) string {
+	return fmt.Sprintf("postgres://hitcounter:%s@127.0.0.1:%d/%s?sslmode=disable", c.password, c.Port, db)
+}
+
+// CreateDatabase makes a new database named prefix_N and returns its URL.
+func (c *Cluster) CreateDatabase(ctx context.Context, prefix string) (string, error) {
+	conn, err := pgx.Connect(ctx, c.URL("postgres"))
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close(ctx)
+	name := fmt.Sprintf("%s_%d", prefix, c.created.Add(1))
+	if _, err := conn.Exec(ctx, "create database "+name); err != nil {
+		return "", err
+	}
+	return c.URL(name), nil
+}
+
+// Ctl runs pg_ctl on the cluster, as its owner.
+func (c *Cluster) Ctl(args ...string) error {
+	full := append([]string{filepath.Join(c.bin, "pg_ctl"), "-D", filepath.Join(c.Dir, "data"), "-l", filepath.Join(c.Dir, "server.log")}, args...)
+	if os.Getuid() == 0 {
+		full = append([]string{"runuser", "-u", "postgres", "--"}, full...)
+	}
+	out, err := exec.Command(full[0], full[1:]...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("pg_ctl %s: %w\n%s", strings.Join(args, " "), err, out)
+	}
+	return nil
+}
+
+// Start starts the cluster again on its port, with its options.
+func (c *Cluster) Start() error {
+	return c.Ctl("start", "-w", "-t", "60", "-o",
+		fmt.Sprintf("-c listen_addresses=127.0.0.1 -p %d -c unix_socket_directories= -c max_connections=300 %s", c.Port, c.opts))
+}
+
+// Crash stops the server as a crash would (immediate mode: no checkpoint,
+// no flush of the WAL not yet written); Start then recovers from the WAL.
+func (c *Cluster) Crash() error { return c.Ctl("stop", "-m", "immediate", "-w") }
+
+// Freeze stops every process of the cluster for d, as a hung host would.
+func (c *Cluster) Freeze(d time.Duration) error {
+	pids, err := c.PIDs()
+	if err != nil {
+		return err
+	}
+	for _, p := range pids {
+		_ = syscall.Kill(p, syscall.SIGSTOP)
+	}
+	time.Sleep(d)
+	for _, p := range pids {
+		_ = syscall.Kill(p, syscall.SIGCONT)
+	}
+	return nil
+}
+
+// PIDs are the postmaster and its children.
+func (c *Cluster) PIDs() ([]int, error) {
+	b, err := os.ReadFile(filepath.Join(c.Dir, "data", "postmaster.pid"))
+	if err != nil {
+		return nil, err
+	}
+	master, err := strconv.Atoi(strings.SplitN(string(b), "\n", 2)[0])
+	if err != nil {
+		return nil, err
+	}
+	pids := []int{master}
+	dirs, _ := os.ReadDir("/proc")
+	for _, d := range dirs {
+		p, err := strconv.Atoi(d.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile("/proc/" + d.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+2:]))
+		if len(f) > 1 && f[1] == strconv.Itoa(master) {
+			pids = append(pids, p)
+		}
+	}
+	return pids, nil
+}
+
+// Stop stops the server and removes its folder.
+func (c *Cluster) Stop() {
+	_ = c.Ctl("stop", "-m", "fast", "-w")
+	_ = os.RemoveAll(c.Dir)
+}
