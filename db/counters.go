@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -75,14 +74,17 @@ func (s *Store) Record(ctx context.Context, name string, h Hit) (Counts, error) 
 }
 
 // incrementSQL is the one statement that counts hits: the total, the day
-// row (upserted, adding to it), and the day's new visitors, and it returns
-// the transaction's id. The visitors' insert reads c, so it runs after the
-// counter's row is locked, and concurrent writers of one counter take
-// their locks in the same order. count(*) counts the rows this statement
-// inserted, not the table.
+// row (upserted, adding to it), the day's new visitors, and the
+// transaction's marker (resolve.go). The visitors' insert reads c, so it
+// runs after the counter's row is locked, and concurrent writers of one
+// counter take their locks in the same order. count(*) counts the rows
+// this statement inserted, not the table.
 //
-// $1 name, $2 day, $3 views, $4 bots, $5 filtered, $6 visitor hashes (distinct).
-const incrementSQL = `with c as (
+// $1 name, $2 day, $3 views, $4 bots, $5 filtered, $6 visitor hashes
+// (distinct), $7 the marker.
+const incrementSQL = `with m as (
+	insert into commit_markers (id) values ($7)
+), c as (
 	update counters set hits = hits + $3, updated_at = now() where name = $1
 	returning hits, version, updated_at
 ), v as (
@@ -100,14 +102,14 @@ const incrementSQL = `with c as (
 		filtered = t.filtered + excluded.filtered
 	returning views, visitors, bots, filtered
 )
-select c.hits, c.version, c.updated_at, d.views, d.visitors, d.bots, d.filtered, ` + currentXid + ` from c, d`
+select c.hits, c.version, c.updated_at, d.views, d.visitors, d.bots, d.filtered from c, d`
 
 // add writes hits in one transaction and returns, for each hit, the counts
 // its caller sees: views get their own total and today's views, in order.
-// Two round trips: BEGIN with the statement, then COMMIT, so the
-// transaction's id is known before COMMIT goes out, and a COMMIT lost in
-// flight is resolved by the retry loop. An unknown counter is created
-// first when auto-creation is on.
+// Two round trips: BEGIN with the statement, then COMMIT, so a COMMIT lost
+// in flight is known to follow a statement that inserted its marker, and
+// is resolved by the retry loop. An unknown counter is created first when
+// auto-creation is on.
 func (s *Store) add(ctx context.Context, name string, hits []Hit) ([]Counts, error) {
 	day := s.Today()
 	var views, bots, filtered int
@@ -137,9 +139,9 @@ func (s *Store) add(ctx context.Context, name string, hits []Hit) ([]Counts, err
 	args := []any{name, day, views, bots, filtered, visitors}
 	attrs := []slog.Attr{slog.String("counter", name), slog.Int("n", len(hits))}
 	write := func() error {
-		return s.retry(ctx, "increment", attrs, func(ctx context.Context) outcome {
+		return s.retry(ctx, "increment", attrs, func(ctx context.Context, m marker) outcome {
 			after = entry{day: day}
-			return s.writeOnce(ctx, name, args, &after)
+			return s.writeOnce(ctx, name, append(args, m), &after)
 		})
 	}
 	err = write()
@@ -183,16 +185,10 @@ func (s *Store) writeOnce(ctx context.Context, name string, args []any, after *e
 		if err != nil {
 			return outcome{phase: phaseBegin, err: err}
 		}
-		var xid uint64
 		b := &pgx.Batch{}
 		b.Queue("begin")
 		b.Queue(incrementSQL, args...).QueryRow(func(row pgx.Row) error {
-			var xidText string
-			err := row.Scan(&after.hits, &after.version, &after.updated, &after.views, &after.visitors, &after.bots, &after.filtered, &xidText)
-			if err == nil {
-				xid, err = strconv.ParseUint(xidText, 10, 64)
-			}
-			return err
+			return row.Scan(&after.hits, &after.version, &after.updated, &after.views, &after.visitors, &after.bots, &after.filtered)
 		})
 		err = conn.SendBatch(ctx, b).Close()
 		if err != nil {
@@ -215,7 +211,7 @@ func (s *Store) writeOnce(ctx context.Context, name string, args []any, after *e
 		closed := conn.Conn().IsClosed()
 		conn.Release()
 		if err != nil {
-			return outcome{phase: phaseCommit, connClosed: closed, xid: xid, err: err}
+			return outcome{phase: phaseCommit, connClosed: closed, marked: true, err: err}
 		}
 		return outcome{}
 	}

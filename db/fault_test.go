@@ -4,8 +4,10 @@ package db
 // The database is always checked directly, not through the proxy.
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -99,74 +101,120 @@ func TestAmbiguousCommitIsResolved(t *testing.T) {
 	}
 }
 
-// resolve tells each fate of a transaction from its id: committed,
-// rolled back, still running (it waits), unheard of (aborted), and
-// nothing while the server cannot be asked (unknown, at the deadline).
+// resolve tells each fate of a marked transaction: committed, rolled
+// back, never heard of, still running (it waits for the end), and nothing
+// while the server cannot be asked (unknown, at the deadline). An answer
+// "not committed" holds for good: the fence takes the marker's id.
 func TestResolve(t *testing.T) {
 	t.Parallel()
 	dbURL := testdb.NewMigrated(t)
 	s, logs := newStore(t, dbURL, fastPolicy())
 	ctx := testCtx(t)
 	conn := connect(t, dbURL)
-	xidOf := func(tx pgx.Tx) uint64 {
-		t.Helper()
-		var xid uint64
-		if err := scanXid(tx.QueryRow(ctx, "select "+currentXid), &xid); err != nil {
-			t.Fatal(err)
-		}
-		return xid
-	}
-	begin := func() pgx.Tx {
+	marked := func() (pgx.Tx, marker) {
 		t.Helper()
 		tx, err := conn.Begin(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return tx
+		m := newMarker(time.Now())
+		if _, err := tx.Exec(ctx, insertMarker, m); err != nil {
+			t.Fatal(err)
+		}
+		return tx, m
 	}
 
-	tx := begin()
-	xid := xidOf(tx)
+	tx, m := marked()
 	if err := tx.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if got := s.resolve(ctx, "test", xid, nil); got != committed {
-		t.Errorf("a committed transaction: %s", got)
+	for range 2 {
+		if got := s.resolve(ctx, "test", m, nil); got != committed {
+			t.Errorf("a committed transaction: %s", got)
+		}
 	}
-	tx = begin()
-	xid = xidOf(tx)
+	tx, m = marked()
 	_ = tx.Rollback(ctx)
-	if got := s.resolve(ctx, "test", xid, nil); got != aborted {
+	if got := s.resolve(ctx, "test", m, nil); got != aborted {
 		t.Errorf("a rolled back transaction: %s", got)
 	}
-	if got := s.resolve(ctx, "test", xid+1_000_000, nil); got != aborted {
-		t.Errorf("an id the server never gave: %s", got)
+	if got := s.resolve(ctx, "test", newMarker(time.Now()), nil); got != aborted {
+		t.Errorf("a marker the server never saw: %s", got)
+	}
+	// The answer holds: that transaction, or one reusing its marker, can no
+	// longer commit.
+	if _, err := conn.Exec(ctx, insertMarker, m); sqlState(err) != "23505" {
+		t.Errorf("inserting a fenced marker: %v, want a unique violation", err)
 	}
 
-	tx = begin()
-	xid = xidOf(tx)
-	done := make(chan resolution, 1)
-	go func() { done <- s.resolve(ctx, "test", xid, nil) }()
-	logsBefore := len(logs.with("db commit resolved"))
-	time.Sleep(3 * resolvePoll) // let it find the transaction in progress, and wait
+	// Still running: the lookup waits on the marker's key until it ends.
+	watcher := connect(t, dbURL) // outside the transaction: its view of pg_stat_activity is new each time
+	waitForLookupToWait := func() {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			var n int
+			if err := watcher.QueryRow(ctx, `select count(*) from pg_stat_activity
+				where datname = current_database() and wait_event_type = 'Lock' and query like 'insert into commit_markers%'`).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			if n == 1 {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the lookup never waited for the running transaction")
+			}
+		}
+	}
+	for _, end := range []struct {
+		name string
+		do   func(pgx.Tx) error
+		want resolution
+	}{
+		{"commit", func(tx pgx.Tx) error { return tx.Commit(ctx) }, committed},
+		{"rollback", func(tx pgx.Tx) error { return tx.Rollback(ctx) }, aborted},
+	} {
+		tx, m = marked()
+		done := make(chan resolution, 1)
+		go func() { done <- s.resolve(ctx, "test", m, nil) }()
+		waitForLookupToWait()
+		select {
+		case r := <-done:
+			t.Fatalf("the lookup answered %s while the transaction ran", r)
+		default:
+		}
+		if err := end.do(tx); err != nil {
+			t.Fatal(err)
+		}
+		if got := <-done; got != end.want {
+			t.Errorf("a transaction that ended with %s while asked about: %s, want %s", end.name, got, end.want)
+		}
+	}
+	if n := len(logs.with("db commit resolved")); n != 6 {
+		t.Errorf("%d resolutions logged, want 6", n)
+	}
+
+	// The lookup's own COMMIT lost: the next lookup finds what it left.
+	proxy, proxied := pgproxy.ForTest(t, dbURL)
+	down, downLogs := newStore(t, proxied, fastPolicy())
+	for _, f := range []pgproxy.Fault{pgproxy.CutAfterCommit, pgproxy.CutBeforeCommit} {
+		proxy.Arm(f, 1)
+		if got := down.resolve(ctx, "test", newMarker(time.Now()), nil); got != aborted {
+			t.Errorf("a lookup whose first COMMIT was lost (%s): %s", f, got)
+		}
+		if proxy.Armed(f) != 0 {
+			t.Errorf("%s did not hit the lookup's COMMIT", f)
+		}
+	}
+
+	tx, m = marked()
 	if err := tx.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if got := <-done; got != committed {
-		t.Errorf("a transaction committed while asked about: %s", got)
-	}
-	rec := logs.with("db commit resolved")[logsBefore]
-	if num(t, rec, "asked") < 2 {
-		t.Errorf("it was asked about %d times, want at least 2 (it was in progress)", num(t, rec, "asked"))
-	}
-
-	proxy, proxied := pgproxy.ForTest(t, dbURL)
-	down, downLogs := newStore(t, proxied, fastPolicy())
 	proxy.SetDown(true)
 	short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	if got := down.resolve(short, "test", xid, nil); got != unknowable {
+	if got := down.resolve(short, "test", m, nil); got != unknowable {
 		t.Errorf("with the server unreachable: %s", got)
 	}
 	if took := time.Since(start); took > 100*time.Millisecond+ResolveGrace+time.Second {
@@ -184,6 +232,23 @@ func TestResolve(t *testing.T) {
 	}
 }
 
+// Markers are made in time order, and markerBefore(t) sorts below every
+// marker made at t or later and above every one made before.
+func TestMarkersSortByTime(t *testing.T) {
+	t0 := time.Date(2026, 12, 5, 21, 0, 0, 0, time.UTC)
+	before, at, after := newMarker(t0.Add(-time.Millisecond)), newMarker(t0), newMarker(t0.Add(time.Millisecond))
+	cut := markerBefore(t0)
+	if !(bytes.Compare(before[:], cut[:]) < 0 && bytes.Compare(cut[:], at[:]) <= 0 && bytes.Compare(at[:], after[:]) < 0) {
+		t.Errorf("markers out of order: %s, cut %s, %s, %s", before, cut, at, after)
+	}
+	if v := at.String(); v[14] != '7' || !strings.ContainsRune("89ab", rune(v[19])) || len(v) != 36 {
+		t.Errorf("%s is not a UUID of version 7", v)
+	}
+	if a, b := newMarker(t0), newMarker(t0); a == b {
+		t.Error("two markers of one millisecond are equal")
+	}
+}
+
 // A lookup still going on when the store closes ends at once, saying the
 // COMMIT is still in doubt and how to look it up by hand.
 func TestLateLookupEndsWithTheStore(t *testing.T) {
@@ -192,7 +257,8 @@ func TestLateLookupEndsWithTheStore(t *testing.T) {
 	proxy, proxied := pgproxy.ForTest(t, dbURL)
 	s, logs := newStore(t, proxied, fastPolicy())
 	proxy.SetDown(true)
-	s.resolveLater("test", 12345, nil)
+	m := newMarker(time.Now())
+	s.resolveLater("test", m, nil)
 	closed := make(chan struct{})
 	go func() { s.Close(); close(closed) }()
 	select {
@@ -201,8 +267,19 @@ func TestLateLookupEndsWithTheStore(t *testing.T) {
 		t.Fatal("Close waited for the lookup")
 	}
 	recs := logs.with("db commit still in doubt")
-	if len(recs) != 1 || recs[0]["look_up"] != "select pg_xact_status('12345'::xid8)" {
-		t.Errorf("still-in-doubt records: %v", recs)
+	if len(recs) != 1 || recs[0]["marker"] != m.String() {
+		t.Fatalf("still-in-doubt records: %v", recs)
+	}
+	// The operator's query, run as it is, answers for good: never committed.
+	lookUp, _ := recs[0]["look_up"].(string)
+	ctx := testCtx(t)
+	conn := connect(t, dbURL)
+	if _, err := conn.Exec(ctx, lookUp, pgx.QueryExecModeSimpleProtocol); err != nil {
+		t.Fatalf("the look-up %q: %v", lookUp, err)
+	}
+	var fence bool
+	if err := conn.QueryRow(ctx, "select fence from commit_markers where id = $1", m).Scan(&fence); err != nil || !fence {
+		t.Errorf("after the look-up by hand: fence %v, %v; want the fence", fence, err)
 	}
 }
 

@@ -80,10 +80,11 @@ const (
 type outcome struct {
 	phase      phase // where it failed; "" when it succeeded
 	connClosed bool  // the connection was closed by the failure
-	// xid is the transaction's id, learnt before COMMIT was sent (0: not
-	// known), so a COMMIT lost in flight can be looked up (resolve.go).
-	xid uint64
-	err error
+	// marked: the transaction inserted its marker (the retry loop's m)
+	// before COMMIT was sent, so a COMMIT lost in flight can be looked up
+	// (resolve.go).
+	marked bool
+	err    error
 }
 
 // verdict is what the retry loop does with a failed attempt.
@@ -169,13 +170,13 @@ func sqlState(err error) string {
 // failures with the store's RetryPolicy.
 //
 // fn may run more than once, so it must do nothing but its statements on tx.
-// A read-write transaction learns its id before COMMIT, so a COMMIT whose
-// answer was lost is looked up rather than guessed (resolve.go); only when
-// that cannot tell does it return an error wrapping ErrOutcomeUnknown, and
-// such a failure is never retried.
+// A read-write transaction inserts its marker before COMMIT, so a COMMIT
+// whose answer was lost is looked up rather than guessed (resolve.go); only
+// when that cannot tell does it return an error wrapping ErrOutcomeUnknown,
+// and such a failure is never retried.
 func (s *Store) Transact(ctx context.Context, op string, opts pgx.TxOptions, fn func(ctx context.Context, tx pgx.Tx) error) error {
-	return s.retry(ctx, op, nil, func(ctx context.Context) outcome {
-		return s.attempt(ctx, opts, fn)
+	return s.retry(ctx, op, nil, func(ctx context.Context, m marker) outcome {
+		return s.attempt(ctx, opts, fn, &m)
 	})
 }
 
@@ -183,8 +184,8 @@ func (s *Store) Transact(ctx context.Context, op string, opts pgx.TxOptions, fn 
 // twice with the same effect: a COMMIT lost in flight is retried like a
 // failure before it, without a lookup.
 func (s *Store) transactIdempotent(ctx context.Context, op string, opts pgx.TxOptions, fn func(ctx context.Context, tx pgx.Tx) error) error {
-	return s.retry(ctx, op, nil, func(ctx context.Context) outcome {
-		o := s.attempt(ctx, opts, fn)
+	return s.retry(ctx, op, nil, func(ctx context.Context, _ marker) outcome {
+		o := s.attempt(ctx, opts, fn, nil)
 		if o.phase == phaseCommit {
 			o.phase = phaseBody
 		}
@@ -195,21 +196,23 @@ func (s *Store) transactIdempotent(ctx context.Context, op string, opts pgx.TxOp
 // retry is the one retry loop every database call goes through (Transact,
 // and the increment of counters.go). It runs attempt until it succeeds,
 // fails for good, or the context ends. Every retry is logged (attempt,
-// wait, phase, SQLSTATE and attrs), and so is the final failure. A COMMIT
-// in doubt with a known transaction id is resolved: committed is success,
-// aborted is retried like any failure before COMMIT.
-func (s *Store) retry(ctx context.Context, op string, attrs []slog.Attr, attempt func(context.Context) outcome) error {
+// wait, phase, SQLSTATE and attrs), and so is the final failure. Each
+// attempt gets a new marker to insert; a COMMIT in doubt whose marker was
+// inserted is resolved: committed is success, aborted is retried like any
+// failure before COMMIT.
+func (s *Store) retry(ctx context.Context, op string, attrs []slog.Attr, attempt func(context.Context, marker) outcome) error {
 	p := s.cfg.Retry
 	for n := 1; ; n++ {
-		o := attempt(ctx)
+		m := newMarker(s.cfg.now())
+		o := attempt(ctx, m)
 		if o.err == nil {
 			s.outageOver(ctx)
 			return nil
 		}
 		ph, err := o.phase, o.err
 		v := classify(ph, err, o.connClosed)
-		if v.kind == ErrOutcomeUnknown && o.xid != 0 {
-			switch s.resolve(ctx, op, o.xid, attrs) {
+		if v.kind == ErrOutcomeUnknown && o.marked {
+			switch s.resolve(ctx, op, m, attrs) {
 			case committed:
 				return nil
 			case aborted:
@@ -251,16 +254,16 @@ func (s *Store) retry(ctx context.Context, op string, attrs []slog.Attr, attempt
 }
 
 // attempt runs one begin → fn → commit and reports the phase that failed.
-// A read-write transaction asks for its id before COMMIT.
-func (s *Store) attempt(ctx context.Context, opts pgx.TxOptions, fn func(context.Context, pgx.Tx) error) outcome {
+// A read-write transaction given a marker inserts it before COMMIT.
+func (s *Store) attempt(ctx context.Context, opts pgx.TxOptions, fn func(context.Context, pgx.Tx) error, m *marker) outcome {
 	tx, err := s.pool.BeginTx(ctx, opts)
 	if err != nil {
 		return outcome{phase: phaseBegin, err: err}
 	}
-	var xid uint64
+	marked := m != nil && opts.AccessMode != pgx.ReadOnly
 	err = fn(ctx, tx)
-	if err == nil && opts.AccessMode != pgx.ReadOnly {
-		err = scanXid(tx.QueryRow(ctx, "select "+currentXid), &xid)
+	if err == nil && marked {
+		_, err = tx.Exec(ctx, insertMarker, *m)
 	}
 	if err != nil {
 		closed := tx.Conn().IsClosed()
@@ -270,7 +273,7 @@ func (s *Store) attempt(ctx context.Context, opts pgx.TxOptions, fn func(context
 		return outcome{phase: phaseBody, connClosed: closed, err: err}
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return outcome{phase: phaseCommit, connClosed: tx.Conn().IsClosed(), xid: xid, err: err}
+		return outcome{phase: phaseCommit, connClosed: tx.Conn().IsClosed(), marked: marked, err: err}
 	}
 	return outcome{}
 }

@@ -137,6 +137,7 @@ func Open(databaseURL string, cfg Config, log *slog.Logger) (*Store, error) {
 	go func() {
 		defer close(s.listening)
 		go s.rotateDaily(ctx)
+		go s.pruneMarkers(ctx)
 		s.listen(ctx, poolCfg.ConnConfig)
 	}()
 	return s, nil
