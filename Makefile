@@ -51,7 +51,8 @@ fuzz:
 		done; done'
 
 ## faults: the fault suite: the real binary on a PostgreSQL of its own, 32 clients clicking through a
-##         restart, a crash, killed sessions, a frozen server, a 30s outage, SIGTERM, SIGKILL behind nginx
+##         restart, a crash, killed sessions, a frozen server, a 30s outage, SIGTERM, SIGKILL behind nginx,
+##         a crash whose COMMIT in flight has its transaction id handed out again before the lookup
 faults: build
 	@scripts/deps postgresql nginx openssl
 	$(GO) run ./internal/cmd/faults

@@ -34,6 +34,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"slices"
@@ -48,6 +49,7 @@ import (
 
 	"github.com/hitcounter/hitcounter/internal/nginx"
 	"github.com/hitcounter/hitcounter/internal/pgcluster"
+	"github.com/hitcounter/hitcounter/internal/pgproxy"
 )
 
 func main() {
@@ -105,6 +107,13 @@ func run() error {
 		{name: "7. two apps behind nginx, one SIGKILLed", twoApps: true, appFault: true,
 			unknownExpected: "requests in flight to the killed app get 502 from nginx: nobody is left to tell whether their batch committed",
 			fault:           func(s *suite) error { return s.apps[0].kill() }},
+		// The server dies with a COMMIT in flight before anything of its
+		// transaction reached the WAL; after the restart other writers
+		// take ids until that transaction's id is handed out again and
+		// committed, and only then may the app look its COMMIT up. A
+		// lookup by transaction id finds "committed"; the marker does not.
+		{name: "8. crash with a COMMIT in flight, its id reissued before the lookup", proxied: true,
+			fault: func(s *suite) error { return s.reissue() }},
 	}
 	s := &suite{o: o, pg: pg}
 	failed := false
@@ -168,13 +177,16 @@ type scenario struct {
 	// the acknowledged ones.
 	graceful        bool
 	twoApps         bool   // two app instances behind nginx
+	proxied         bool   // the apps reach the database through pgproxy (suite.proxy)
 	unknownExpected string // why unknown answers cannot be avoided here, if so
 }
 
 type suite struct {
-	o    options
-	pg   *pgcluster.Cluster
-	apps []*app
+	o     options
+	pg    *pgcluster.Cluster
+	apps  []*app
+	dbURL string         // the scenario's database, straight
+	proxy *pgproxy.Proxy // between the apps and dbURL, in a proxied scenario
 }
 
 type result struct {
@@ -248,13 +260,27 @@ func (s *suite) run(sc scenario) (result, error) {
 	if err != nil {
 		return result{}, err
 	}
+	s.dbURL = dbURL
+	appURL := dbURL
+	if sc.proxied {
+		u, err := url.Parse(dbURL)
+		if err != nil {
+			return result{}, err
+		}
+		if s.proxy, err = pgproxy.Start(u.Host); err != nil {
+			return result{}, err
+		}
+		defer s.proxy.Close()
+		u.Host = s.proxy.Addr()
+		appURL = u.String()
+	}
 	n := 1
 	if sc.twoApps {
 		n = 2
 	}
 	s.apps = nil
 	for range n {
-		a, err := startApp(s.o.bin, dbURL)
+		a, err := startApp(s.o.bin, appURL)
 		if err != nil {
 			return result{}, err
 		}
@@ -329,7 +355,7 @@ func (s *suite) run(sc scenario) (result, error) {
 	}
 	if sc.appFault && !sc.twoApps {
 		// The app is gone: start it again, as its supervisor would.
-		a, err := startApp(s.o.bin, dbURL)
+		a, err := startApp(s.o.bin, appURL)
 		if err != nil {
 			cancel()
 			wg.Wait()
@@ -441,6 +467,55 @@ func (s *suite) terminateBursts(d, every time.Duration) error {
 		}
 		time.Sleep(every)
 	}
+	return nil
+}
+
+// reissue crashes the server with a COMMIT held in flight by the proxy,
+// restarts it, and takes transaction ids until the held transaction's id
+// has been handed out again and committed; then the app may reach the
+// server again and look its COMMIT up.
+func (s *suite) reissue() error {
+	s.proxy.Arm(pgproxy.CrashAtCommit, 1)
+	for deadline := time.Now().Add(10 * time.Second); s.proxy.Armed(pgproxy.CrashAtCommit) != 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			return errors.New("no COMMIT within 10s")
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, s.dbURL)
+	if err != nil {
+		return err
+	}
+	var xid uint64
+	err = conn.QueryRow(ctx, `select backend_xid::text::bigint from pg_stat_activity
+		where datname = current_database() and state = 'idle in transaction' and backend_xid is not null`).Scan(&xid)
+	conn.Close(ctx)
+	if err != nil {
+		return fmt.Errorf("the held transaction: %w", err)
+	}
+	if err := s.pg.Crash(); err != nil {
+		return err
+	}
+	if err := s.pg.Start(); err != nil {
+		return err
+	}
+	if conn, err = pgx.Connect(ctx, s.dbURL); err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	reissued := false
+	for n := uint64(0); n < xid; {
+		if err := conn.QueryRow(ctx, "select pg_current_xact_id()::text::bigint").Scan(&n); err != nil {
+			return err
+		}
+		reissued = reissued || n == xid
+	}
+	if !reissued {
+		return fmt.Errorf("the restarted server did not hand out id %d again: the scenario did not happen", xid)
+	}
+	fmt.Fprintf(os.Stderr, "faults: transaction id %d of the COMMIT in flight was handed out again and committed before the app could look it up\n", xid)
+	s.proxy.SetDown(false)
 	return nil
 }
 
