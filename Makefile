@@ -83,10 +83,18 @@ lint:
 	$(GO) vet ./...
 
 ## bench: one table of the real binary under load (clicks coalesced and not, polls, page views),
-##        on a throwaway PostgreSQL with durable commits; then the Go benchmarks
+##        on a throwaway PostgreSQL with durable commits; then the Go benchmarks.
+##        BASELINE=rev (e.g. BASELINE=HEAD~3) also measures that commit's build's clicks in turns with this one's
+BASELINE ?=
 bench: build
 	@scripts/deps postgresql nginx openssl
-	PG_OPTS= scripts/with-test-db sh -c '$(GO) run ./internal/cmd/bench -cpu-profile bin/clicks.pprof && \
+	@if [ -n "$(BASELINE)" ]; then \
+		tree=$$(mktemp -d) && git worktree add --quiet --detach "$$tree" "$(BASELINE)" && \
+		(cd "$$tree" && $(GO) build -trimpath -o "$(CURDIR)/bin/hitcounter-baseline" .); \
+		status=$$?; git worktree remove --force "$$tree"; exit $$status; \
+	fi
+	PG_OPTS= scripts/with-test-db sh -c '$(GO) run ./internal/cmd/bench -cpu-profile bin/clicks.pprof \
+		$(if $(BASELINE),-baseline bin/hitcounter-baseline) && \
 		$(GO) test -run "^$$" -bench . -benchtime 1s ./...'
 
 db-stop:

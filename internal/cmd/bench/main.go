@@ -49,6 +49,7 @@ func run() error {
 	bin := flag.String("bin", "bin/hitcounter", "the server binary")
 	dur := flag.Duration("duration", 3*time.Second, "length of each run")
 	profile := flag.String("cpu-profile", "", "also profile the server under 64 connections of clicks into this file, and print its top functions")
+	baseline := flag.String("baseline", "", "another build of the server (make bench BASELINE=rev) whose clicks are measured in turns with this one's")
 	flag.Parse()
 	server := os.Getenv("TEST_DATABASE_URL")
 	if server == "" {
@@ -162,6 +163,35 @@ func run() error {
 		return err
 	}
 
+	// Against a baseline build, in turns on one database: what a change
+	// of the write path costs (make bench BASELINE=rev).
+	if *baseline != "" {
+		dbURL, err = b.database()
+		if err != nil {
+			return err
+		}
+		base, err := startApp(*baseline, dbURL, true)
+		if err != nil {
+			return err
+		}
+		this, err := startApp(b.bin, dbURL, true)
+		if err != nil {
+			return err
+		}
+		for range 3 {
+			for _, conns := range []int{1, 64} {
+				b.measure(fmt.Sprintf("baseline: POST /hit, %d conns", conns), target{addr: base.addr}, post("/hit"), conns, dbURL)
+				b.measure(fmt.Sprintf("this build: POST /hit, %d conns", conns), target{addr: this.addr}, post("/hit"), conns, dbURL)
+			}
+		}
+		if _, err := base.stop(); err != nil {
+			return err
+		}
+		if _, err := this.stop(); err != nil {
+			return err
+		}
+	}
+
 	b.print()
 	fmt.Printf("\nserver peak RSS (VmHWM): %.1f MB coalesced (every run above), %.1f MB the second instance, %.1f MB one per hit\n",
 		float64(rss)/1e6, float64(rssB)/1e6, float64(rssOff)/1e6)
@@ -172,6 +202,12 @@ func run() error {
 	fmt.Printf("metrics on: clicks %.2f×, polls %.2f× of the same with metrics off (their runs in turns)\n",
 		b.rate("metrics on: POST /hit, 64 conns")/b.rate("metrics off: POST /hit, 64 conns"),
 		b.rate("metrics on: GET /count (poll)")/b.rate("metrics off: GET /count (poll)"))
+	if *baseline != "" {
+		for _, conns := range []int{1, 64} {
+			fmt.Printf("this build against the baseline (%s), clicks at %d conns, in turns: %.2f× (sums of three runs each)\n", *baseline, conns,
+				b.rate(fmt.Sprintf("this build: POST /hit, %d conns", conns))/b.rate(fmt.Sprintf("baseline: POST /hit, %d conns", conns)))
+		}
+	}
 	if *profile != "" {
 		return b.profile(*profile)
 	}
