@@ -5,7 +5,7 @@ GO    ?= go
 BIN   := bin/hitcounter
 PGDIR := .pgdata
 
-.PHONY: run counters test faults fuzz test-compose build generate check-generated lint bench db-stop clean
+.PHONY: run counters test faults test-ha fuzz test-compose build generate check-generated lint bench db-stop clean
 
 # Go itself is the one thing these targets cannot install (Debian's golang
 # package is older than go.mod's go line).
@@ -30,13 +30,15 @@ counters: build
 	exec ./$(BIN) counters $(ARGS)
 
 ## test: everything CI checks: generated files, gofmt, vet, all tests on a throwaway PostgreSQL,
-##       real nginx and headless Chromium, (as root) the deployment with docker compose, and the fault suite
+##       real nginx and headless Chromium, (as root) the deployment with docker compose, the fault suite
+##       and the high-availability suite
 test: check-generated lint
 	@scripts/deps postgresql chromium nginx openssl
 	@[ "$$(id -u)" = 0 ] || echo "make test: the deployment test (docker compose on a private engine) needs root: skipped"
 	HITCOUNTER_COMPOSE_TEST=1 scripts/with-test-db $(GO) test -race -count=1 -timeout 40m ./...
 	@$(MAKE) --no-print-directory fuzz FUZZTIME=10s
 	@$(MAKE) --no-print-directory faults
+	@$(MAKE) --no-print-directory test-ha
 
 ## fuzz: each fuzz target (func Fuzz… in a _test.go file) for FUZZTIME, from its seeds and testdata/fuzz;
 ##       a failing input is written there: commit it with the fix, and go test replays it
@@ -56,6 +58,16 @@ fuzz:
 faults: build
 	@scripts/deps postgresql nginx openssl
 	$(GO) run ./internal/cmd/faults
+
+## test-ha: the high-availability suite: etcd and 3 Patroni nodes (deploy/patroni.yml) on loopback, two apps on
+##          the multi-host URL, 32 clients clicking through the primary's loss, a crash of PostgreSQL alone, a
+##          switchover, a stalled sync standby, and a reissued transaction id; first the harness's own tests
+##          and the store's lookup of a COMMIT that reached the primary alone (TestCommittedMeansReplicated)
+test-ha: build
+	@scripts/deps postgresql patroni
+	HITCOUNTER_HA_TEST=1 $(GO) test -count=1 -timeout 15m ./internal/patroni/
+	HITCOUNTER_HA_TEST=1 $(GO) test -count=1 -timeout 10m -run '^TestCommittedMeansReplicated$$' ./db/
+	$(GO) run ./internal/cmd/faults -ha
 
 ## test-compose: only the deployment for real, as root: compose.yaml and the Dockerfile, unmodified, on a
 ##        private Docker Engine with local stand-ins for the registry images (scripts/docker-stack)

@@ -28,6 +28,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -48,6 +49,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/hitcounter/hitcounter/internal/nginx"
+	"github.com/hitcounter/hitcounter/internal/patroni"
 	"github.com/hitcounter/hitcounter/internal/pgcluster"
 	"github.com/hitcounter/hitcounter/internal/pgproxy"
 )
@@ -63,7 +65,7 @@ type options struct {
 	bin     string
 	clients int
 	outage  time.Duration // scenario 5
-	short   bool
+	ha      bool          // the high-availability suite (ha.go) instead
 }
 
 func run() error {
@@ -71,6 +73,7 @@ func run() error {
 	flag.StringVar(&o.bin, "bin", "bin/hitcounter", "the server binary")
 	flag.IntVar(&o.clients, "clients", 32, "concurrent clients clicking")
 	flag.DurationVar(&o.outage, "outage", 30*time.Second, "how long the server is down in the outage scenario")
+	flag.BoolVar(&o.ha, "ha", false, "the high-availability suite: 3 Patroni nodes, two apps on the multi-host URL (make test-ha)")
 	only := flag.String("run", "", "run only the scenarios whose name contains this, e.g. \"5.\"")
 	flag.Parse()
 
@@ -79,6 +82,13 @@ func run() error {
 		return err
 	}
 	defer pg.Stop()
+	s := &suite{o: o, pg: pg}
+	if o.ha {
+		if s.ha, err = startHA(); err != nil {
+			return err
+		}
+		defer s.ha.Stop()
+	}
 	fmt.Printf("PostgreSQL in %s on port %d; %d clients clicking POST /hit; request deadline 3s (the default)\n\n", pg.Dir, pg.Port, o.clients)
 
 	scenarios := []scenario{
@@ -115,7 +125,9 @@ func run() error {
 		{name: "8. crash with a COMMIT in flight, its id reissued before the lookup", proxied: true,
 			fault: func(s *suite) error { return s.reissue() }},
 	}
-	s := &suite{o: o, pg: pg}
+	if o.ha {
+		scenarios = haScenarios()
+	}
 	failed := false
 	var results []result
 	for _, sc := range scenarios {
@@ -175,8 +187,12 @@ type scenario struct {
 	// the listen backlog) carried a request it never read: not counted.
 	// The invariant checks the claim: had one been counted, Δ would exceed
 	// the acknowledged ones.
-	graceful        bool
-	twoApps         bool   // two app instances behind nginx
+	graceful bool
+	twoApps  bool // two app instances behind nginx
+	ha       bool // on the Patroni cluster: two apps on its multi-host URL, clicked in turns
+	// after puts things back once the scenario is counted (a killed node
+	// rejoins), so the next one starts from a healthy cluster.
+	after           func(*suite) error
 	proxied         bool   // the apps reach the database through pgproxy (suite.proxy)
 	unknownExpected string // why unknown answers cannot be avoided here, if so
 }
@@ -184,6 +200,7 @@ type scenario struct {
 type suite struct {
 	o     options
 	pg    *pgcluster.Cluster
+	ha    *patroni.Cluster // -ha
 	apps  []*app
 	dbURL string         // the scenario's database, straight
 	proxy *pgproxy.Proxy // between the apps and dbURL, in a proxied scenario
@@ -203,6 +220,9 @@ type result struct {
 	// (the server down longer than the deadline and grace), and what its
 	// lookup in the background found once the server was back.
 	toldUnknown, lateCommitted, lateAborted int64
+	// stale says which app still showed another count than the database's
+	// 15s after the load (its memory not reloaded after the fault).
+	stale string
 }
 
 // accounted: every unknown answer is one the app itself could not resolve
@@ -229,7 +249,7 @@ const goroutineSlack = 3
 func (r result) invariant() bool { return r.acked <= r.delta && r.delta <= r.acked+r.unknown }
 
 func (r result) ok() bool {
-	return r.invariant() && (r.unknown == 0 || r.unknownExpected != "" || r.accounted()) && r.resources.leak == ""
+	return r.invariant() && (r.unknown == 0 || r.unknownExpected != "" || r.accounted()) && r.resources.leak == "" && r.stale == ""
 }
 
 func (r result) verdict() string {
@@ -238,6 +258,8 @@ func (r result) verdict() string {
 		return fmt.Sprintf("BROKEN: Δ %d outside [%d, %d]", r.delta, r.acked, r.acked+r.unknown)
 	case r.resources.leak != "":
 		return "LEAK: " + r.resources.leak
+	case r.stale != "":
+		return "STALE: " + r.stale
 	case r.delta == r.acked && r.unknown == 0:
 		return "yes"
 	case r.unknown > 0 && r.unknownExpected == "" && r.accounted() && r.lateCommitted == 0:
@@ -256,7 +278,13 @@ func (r result) verdict() string {
 // run clicks for a second, applies the fault, goes on until the app
 // answers again, clicks a second more, and counts.
 func (s *suite) run(sc scenario) (result, error) {
-	dbURL, err := s.pg.CreateDatabase(context.Background(), "hc_faults")
+	var dbURL string
+	var err error
+	if sc.ha {
+		dbURL, err = s.haDatabase()
+	} else {
+		dbURL, err = s.pg.CreateDatabase(context.Background(), "hc_faults")
+	}
 	if err != nil {
 		return result{}, err
 	}
@@ -275,7 +303,7 @@ func (s *suite) run(sc scenario) (result, error) {
 		appURL = u.String()
 	}
 	n := 1
-	if sc.twoApps {
+	if sc.twoApps || sc.ha {
 		n = 2
 	}
 	s.apps = nil
@@ -291,7 +319,10 @@ func (s *suite) run(sc scenario) (result, error) {
 			a.stop()
 		}
 	}()
-	target := "http://" + s.apps[0].addr
+	targets := []string{"http://" + s.apps[0].addr}
+	if sc.ha {
+		targets = append(targets, "http://"+s.apps[1].addr)
+	}
 	client := &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: s.o.clients}}
 	stopProxy := func() {}
 	if sc.twoApps {
@@ -310,7 +341,7 @@ func (s *suite) run(sc scenario) (result, error) {
 		}
 		defer srv.Stop()
 		stopProxy = srv.Stop // its keep-alive connections to the apps
-		target = srv.HTTPSURL
+		targets = []string{srv.HTTPSURL}
 		client.Transport = &http.Transport{MaxIdleConnsPerHost: s.o.clients,
 			TLSClientConfig: &tls.Config{RootCAs: srv.CA, MinVersion: tls.VersionTLS12}}
 	}
@@ -326,6 +357,8 @@ func (s *suite) run(sc scenario) (result, error) {
 	switch {
 	case sc.twoApps:
 		watched = s.apps[1]
+	case sc.ha:
+		watched = s.apps[0]
 	case !sc.appFault:
 		watched = s.apps[0]
 	}
@@ -340,14 +373,13 @@ func (s *suite) run(sc scenario) (result, error) {
 	}
 
 	l := &load{client: client, graceful: sc.graceful, r: result{name: sc.name, unknownExpected: sc.unknownExpected}}
-	l.target.Store(&target)
+	l.targets.Store(&targets)
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	for range s.o.clients {
-		wg.Go(func() { l.click(ctx) })
+	for i := range s.o.clients {
+		wg.Go(func() { l.click(ctx, i) })
 	}
 	time.Sleep(time.Second)
-	faultAt := time.Now()
 	if err := sc.fault(s); err != nil {
 		cancel()
 		wg.Wait()
@@ -362,14 +394,14 @@ func (s *suite) run(sc scenario) (result, error) {
 			return result{}, err
 		}
 		s.apps = append(s.apps, a)
-		next := "http://" + a.addr
-		l.target.Store(&next)
+		next := []string{"http://" + a.addr}
+		l.targets.Store(&next)
 	}
 	faultEnd := time.Now()
-	_ = faultAt
+	l.after.Store(faultEnd.UnixNano())
 	// Wait until a click made after the fault ended is acknowledged.
 	deadline := time.Now().Add(60 * time.Second)
-	for l.lastAck.Load() < faultEnd.UnixNano() {
+	for l.firstAckAfter.Load() == 0 {
 		if time.Now().After(deadline) {
 			cancel()
 			wg.Wait()
@@ -377,7 +409,7 @@ func (s *suite) run(sc scenario) (result, error) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	recovered := time.Unix(0, l.lastAck.Load())
+	recovered := time.Unix(0, l.firstAckAfter.Load())
 	time.Sleep(time.Second)
 	cancel()
 	wg.Wait()
@@ -430,6 +462,16 @@ func (s *suite) run(sc scenario) (result, error) {
 	r := l.result()
 	r.delta = after - before
 	for _, a := range s.apps {
+		if !a.alive() {
+			continue
+		}
+		if shown, err := a.showsCount(after, 15*time.Second); err != nil {
+			return result{}, err
+		} else if shown != after {
+			r.stale = fmt.Sprintf("%s shows %d, the database holds %d", a.addr, shown, after)
+		}
+	}
+	for _, a := range s.apps {
 		r.toldUnknown += a.clicks(`msg="db commit resolved"`, "outcome=unknown")
 		r.lateCommitted += a.clicks(`msg="db commit resolved late"`, "outcome=committed")
 		r.lateAborted += a.clicks(`msg="db commit resolved late"`, "outcome=aborted")
@@ -445,6 +487,11 @@ func (s *suite) run(sc scenario) (result, error) {
 	if r.unknown > 0 && sc.unknownExpected == "" {
 		for _, a := range s.apps {
 			r.logs = append(r.logs, a.logLines(10, "db commit resolved", "db commit still in doubt", "outcome unknown", "db transaction failed")...)
+		}
+	}
+	if sc.after != nil {
+		if err := sc.after(s); err != nil {
+			return result{}, fmt.Errorf("putting things back: %w", err)
 		}
 	}
 	return r, nil
@@ -523,18 +570,23 @@ func (s *suite) reissue() error {
 
 type load struct {
 	client   *http.Client
-	graceful bool // see scenario.graceful
-	target   atomic.Pointer[string]
-	lastAck  atomic.Int64 // unix nanoseconds of the start of the latest acknowledged click
+	graceful bool                     // see scenario.graceful
+	targets  atomic.Pointer[[]string] // client i clicks targets[i % len]
+	lastAck  atomic.Int64             // unix nanoseconds of the start of the latest acknowledged click
+	// after is when the fault ended (unix nanoseconds, 0: not yet), and
+	// firstAckAfter when the first click sent after it was acknowledged:
+	// writes were back then.
+	after, firstAckAfter atomic.Int64
 
 	mu sync.Mutex
 	r  result
 }
 
-func (l *load) click(ctx context.Context) {
+func (l *load) click(ctx context.Context, i int) {
 	for ctx.Err() == nil {
 		start := time.Now()
-		req, _ := http.NewRequestWithContext(context.WithoutCancel(ctx), http.MethodPost, *l.target.Load()+"/hit", nil)
+		targets := *l.targets.Load()
+		req, _ := http.NewRequestWithContext(context.WithoutCancel(ctx), http.MethodPost, targets[i%len(targets)]+"/hit", nil)
 		req.Header.Set("HX-Request", "true")
 		resp, err := l.client.Do(req)
 		var body []byte
@@ -551,6 +603,9 @@ func (l *load) click(ctx context.Context) {
 			l.r.acked++
 			if start.UnixNano() > l.lastAck.Load() {
 				l.lastAck.Store(start.UnixNano())
+			}
+			if after := l.after.Load(); after != 0 && start.UnixNano() >= after {
+				l.firstAckAfter.CompareAndSwap(0, time.Now().UnixNano())
 			}
 		case notCounted:
 			l.r.notCounted++
@@ -673,6 +728,31 @@ func (a *app) terminate() error {
 		return nil
 	case <-time.After(20 * time.Second):
 		return errors.New("the app did not exit within 20s of SIGTERM")
+	}
+}
+
+// alive: the app has not exited.
+func (a *app) alive() bool { return len(a.done) == 0 }
+
+// showsCount asks the app for the main counter's total until it shows want
+// or d has passed, and returns the last total it showed.
+func (a *app) showsCount(want int64, d time.Duration) (int64, error) {
+	c := &http.Client{Timeout: 2 * time.Second}
+	var got struct {
+		Total int64 `json:"total"`
+	}
+	for deadline := time.Now().Add(d); ; time.Sleep(100 * time.Millisecond) {
+		resp, err := c.Get("http://" + a.addr + "/api/counters/main")
+		if err == nil {
+			err = json.NewDecoder(resp.Body).Decode(&got)
+			resp.Body.Close()
+		}
+		if err == nil && got.Total == want {
+			return got.Total, nil
+		}
+		if time.Now().After(deadline) {
+			return got.Total, nil
+		}
 	}
 }
 
