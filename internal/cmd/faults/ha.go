@@ -8,8 +8,8 @@ package main
 // like the others (acknowledged ≤ Δ ≤ acknowledged + unknown, the goal
 // Δ = acknowledged; unknown answers only where the apps' own late lookups
 // account for each), Δ read on whichever node is the primary afterwards,
-// and "recovered after" is from the fault to the first acknowledged click
-// sent after it. Then the cluster is made whole again for the next one.
+// with the longest time no click was acknowledged. Then the cluster is
+// made whole again for the next one.
 
 import (
 	"context"

@@ -142,12 +142,13 @@ func run() error {
 		fmt.Fprintf(os.Stderr, "faults: %s: %s\n", sc.name, r.verdict())
 		failed = failed || !r.ok()
 	}
-	fmt.Printf("| scenario | acknowledged | not counted | unknown | Δ | Δ = acknowledged? | commits in doubt, resolved | worst latency | recovered after |\n")
-	fmt.Printf("|---|---:|---:|---:|---:|---|---|---:|---:|\n")
+	fmt.Printf("| scenario | acknowledged | not counted | unknown | Δ | Δ = acknowledged? | commits in doubt, resolved | worst latency | recovered after | no write for |\n")
+	fmt.Printf("|---|---:|---:|---:|---:|---|---|---:|---:|---:|\n")
 	for _, r := range results {
-		fmt.Printf("| %s | %d | %d | %d | %d | %s | %s | %s | %s |\n", r.name, r.acked, r.notCounted, r.unknown, r.delta,
-			r.verdict(), resolvedText(r.resolved), r.worst.Round(time.Millisecond), r.recovery.Round(time.Millisecond))
+		fmt.Printf("| %s | %d | %d | %d | %d | %s | %s | %s | %s | %s |\n", r.name, r.acked, r.notCounted, r.unknown, r.delta,
+			r.verdict(), resolvedText(r.resolved), r.worst.Round(time.Millisecond), r.recovery.Round(time.Millisecond), r.gap.Round(time.Millisecond))
 	}
+	fmt.Printf("\nRecovered after: from the end of the fault (of an outage; a kill, a crash, a switchover once the new primary holds the leader key) to the answer of the first click sent after it that was acknowledged. No write for: the longest time between two acknowledged clicks in a row.\n")
 	fmt.Printf("\nThe app that lives through each fault, at rest before the load, at the highest during it, at rest after:\n\n")
 	fmt.Printf("| scenario | goroutines | pool connections | RSS MB |\n|---|---|---|---|\n")
 	for _, r := range results {
@@ -211,11 +212,15 @@ type result struct {
 	acked, notCounted, unknown int64
 	delta                      int64
 	worst, recovery            time.Duration
-	resolved                   map[string]int // COMMITs in doubt the apps looked up, by outcome
-	unknownExpected            string
-	samples                    []string
-	logs                       []string // the apps' lines about unexpected unknown answers
-	resources                  resources
+	// gap is the longest time between two acknowledgements in a row: how
+	// long no click could be counted.
+	gap             time.Duration
+	lastAck         time.Time
+	resolved        map[string]int // COMMITs in doubt the apps looked up, by outcome
+	unknownExpected string
+	samples         []string
+	logs            []string // the apps' lines about unexpected unknown answers
+	resources       resources
 	// Clicks whose COMMIT the app could not look up before their deadline
 	// (the server down longer than the deadline and grace), and what its
 	// lookup in the background found once the server was back.
@@ -601,6 +606,11 @@ func (l *load) click(ctx context.Context, i int) {
 		switch kind {
 		case acknowledged:
 			l.r.acked++
+			now := time.Now()
+			if !l.r.lastAck.IsZero() {
+				l.r.gap = max(l.r.gap, now.Sub(l.r.lastAck))
+			}
+			l.r.lastAck = now
 			if start.UnixNano() > l.lastAck.Load() {
 				l.lastAck.Store(start.UnixNano())
 			}
