@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -222,9 +223,10 @@ func (s *Store) resolveLater(op string, m marker, attrs []slog.Attr) {
 	})
 }
 
-// lookupLiteral is lookupMarker with m written in, for an operator's psql.
+// lookupLiteral is lookupMarker on one line with m written in, for an
+// operator's psql.
 func lookupLiteral(m marker) string {
-	return `insert into commit_markers (id, fence) values ('` + m.String() + `', true) on conflict (id) do update set looked_up = now() returning fence`
+	return strings.Join(strings.Fields(strings.Replace(lookupMarker, "$1", "'"+m.String()+"'", 1)), " ")
 }
 
 // MarkersKeptFor is how long a marker is kept: past the longest lookup
