@@ -405,3 +405,32 @@ func TestOutageIsLoggedOnceNotPerRequest(t *testing.T) {
 		t.Errorf("recovery lines: %v, want one saying %d failed", back, failures)
 	}
 }
+
+// Markers older than MarkersKeptFor go; younger ones, which a lookup may
+// still need, stay.
+func TestPruneMarkers(t *testing.T) {
+	t.Parallel()
+	dbURL := testdb.NewMigrated(t)
+	s, _ := newStore(t, dbURL, fastPolicy())
+	ctx := testCtx(t)
+	conn := connect(t, dbURL)
+	now := time.Now()
+	old, young := newMarker(now.Add(-MarkersKeptFor-time.Minute)), newMarker(now.Add(-MarkersKeptFor+time.Minute))
+	for _, m := range []marker{old, young} {
+		if _, err := conn.Exec(ctx, insertMarker, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n, err := s.PruneMarkers(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows, _ := conn.Query(ctx, "select id::text from commit_markers where id = any($1) order by id", []marker{old, young})
+	left, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n < 1 || len(left) != 1 || left[0] != young.String() {
+		t.Errorf("pruned %d, left %v; want the old one (%s) gone and the young one (%s) kept", n, left, old, young)
+	}
+}
