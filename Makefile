@@ -33,7 +33,7 @@ counters: build
 ##       real nginx and headless Chromium, (as root) the deployment with docker compose, the fault suite
 ##       and the high-availability suite
 test: check-generated lint
-	@scripts/deps postgresql chromium nginx openssl
+	@scripts/deps postgresql chromium nginx openssl pgbackrest
 	@[ "$$(id -u)" = 0 ] || echo "make test: the deployment test (docker compose on a private engine) needs root: skipped"
 	HITCOUNTER_COMPOSE_TEST=1 scripts/with-test-db $(GO) test -race -count=1 -timeout 40m ./...
 	@$(MAKE) --no-print-directory fuzz FUZZTIME=10s

@@ -158,24 +158,42 @@ func servedCommonName(t *testing.T, p *proxied) string {
 
 // deploy/hitcounter.service is a unit systemd accepts.
 func TestSystemdUnitVerifies(t *testing.T) {
+	systemdVerify(t, map[string]string{"hitcounter.service": unitRunning(t, "deploy/hitcounter.service", "/usr/local/bin/hitcounter")})
+}
+
+// unitRunning is the unit file at path with its ExecStart, the program
+// bin, pointed at /bin/true: verify wants the program to exist.
+func unitRunning(t *testing.T, path, bin string) string {
+	t.Helper()
+	unit, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := strings.Replace(string(unit), "ExecStart="+bin, "ExecStart=/bin/true", 1)
+	if text == string(unit) {
+		t.Fatalf("%s's ExecStart is not %s, where the README installs it", path, bin)
+	}
+	return text
+}
+
+// systemdVerify has systemd-analyze verify the units (file name → text)
+// together.
+func systemdVerify(t *testing.T, units map[string]string) {
+	t.Helper()
 	analyze, err := exec.LookPath("systemd-analyze")
 	if err != nil {
 		t.Skip("systemd-analyze not installed (Debian: systemd)")
 	}
-	unit, err := os.ReadFile("deploy/hitcounter.service")
-	if err != nil {
-		t.Fatal(err)
+	dir := t.TempDir()
+	var paths []string
+	for name, text := range units {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		paths = append(paths, p)
 	}
-	// verify wants ExecStart to exist: point it at a binary that does.
-	text := strings.Replace(string(unit), "ExecStart=/usr/local/bin/hitcounter", "ExecStart=/bin/true", 1)
-	if text == string(unit) {
-		t.Fatal("the unit's ExecStart is not /usr/local/bin/hitcounter, as the README installs it")
-	}
-	path := filepath.Join(t.TempDir(), "hitcounter.service")
-	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	out, err := exec.Command(analyze, "verify", path).CombinedOutput()
+	out, err := exec.Command(analyze, append([]string{"verify"}, paths...)...).CombinedOutput()
 	if err != nil || len(out) > 0 {
 		t.Fatalf("systemd-analyze verify: %v\n%s", err, out)
 	}

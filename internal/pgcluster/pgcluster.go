@@ -30,6 +30,9 @@ type Cluster struct {
 	password string
 	opts     string // server options, kept for every start
 	created  atomic.Int64
+	// Env is added to the environment of pg_ctl, and so of the server and
+	// what it runs (an archive_command) from its next start on.
+	Env []string
 }
 
 // Start makes a cluster in a new temporary folder and starts it. opts are
@@ -112,7 +115,9 @@ func (c *Cluster) Ctl(args ...string) error {
 	if os.Getuid() == 0 {
 		full = append([]string{"runuser", "-u", "postgres", "--"}, full...)
 	}
-	out, err := exec.Command(full[0], full[1:]...).CombinedOutput()
+	cmd := exec.Command(full[0], full[1:]...)
+	cmd.Env = append(os.Environ(), c.Env...)
+	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("pg_ctl %s: %w\n%s", strings.Join(args, " "), err, out)
 	}
@@ -173,6 +178,9 @@ func (c *Cluster) PIDs() ([]int, error) {
 	}
 	return pids, nil
 }
+
+// DataDir is the cluster's data folder.
+func (c *Cluster) DataDir() string { return filepath.Join(c.Dir, "data") }
 
 // Stop stops the server and removes its folder.
 func (c *Cluster) Stop() {
