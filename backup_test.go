@@ -106,6 +106,13 @@ func TestBackupRestoreDrill(t *testing.T) {
 	}
 	defer store.Close()
 
+	// Archiving may have failed before the stanza existed: what counts is
+	// from here on.
+	archivedBefore, err := store.Archiver(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+
 	// Clicks go on during the full backup.
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
@@ -159,7 +166,6 @@ func TestBackupRestoreDrill(t *testing.T) {
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
-	store.Close()
 	before := acks[len(acks)-1].n
 	atTarget := acks[2].n
 	if got := testdb.Hits(t, dbURL, "main"); got != before {
@@ -168,6 +174,16 @@ func TestBackupRestoreDrill(t *testing.T) {
 	// The README's check: it switches to a new WAL segment and waits until
 	// the one with the last clicks is archived.
 	pgbackrest("check")
+	// What the metrics report (hitcounter_db_wal_*): more segments
+	// archived, the last one just now, no new failure.
+	a, err := store.Archiver(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Archived <= archivedBefore.Archived || time.Since(a.LastArchived) > time.Minute || a.Failed != archivedBefore.Failed {
+		t.Errorf("pg_stat_archiver: %+v before the backup, %+v after the check; want more archived, the last within a minute, no new failure", archivedBefore, a)
+	}
+	store.Close()
 	fmt.Fprintf(os.Stderr, "restore drill: full backup of %d counters, %d day rows taken in %s while clicks were counted; %d clicks after it, the last acknowledged %d\n",
 		counters+1, counters*days, backupTook.Round(time.Millisecond), len(acks), before)
 

@@ -1016,6 +1016,8 @@ func TestComposeAppRoleSQL(t *testing.T) {
 	must("delete", store.Delete(ctx, "test", "news"))
 	_, err = store.PruneMarkers(ctx)
 	must("prune commit markers", err)
+	_, err = store.Archiver(ctx)
+	must("read pg_stat_archiver (metrics)", err)
 	_, err = store.List(ctx)
 	must("list", err)
 	audit, err := store.Audit(ctx, "")

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"net/http"
 	"strconv"
 	"time"
@@ -55,7 +56,7 @@ func newMetrics() *metrics {
 		}, []string{"op", "kind"}),
 		resolved: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "hitcounter_db_commits_resolved_total",
-			Help: "COMMITs whose answer was lost, looked up by transaction id, by outcome (committed, aborted, unknown; late_committed, late_aborted, late_unknown: found after the caller was told unknown).",
+			Help: "COMMITs whose answer was lost, looked up by their commit marker, by outcome (committed, aborted, unknown; late_committed, late_aborted, late_unknown: found after the caller was told unknown).",
 		}, []string{"outcome"}),
 	}
 	m.reg.MustRegister(m.requests, m.duration, m.batch, m.retries, m.failures, m.resolved,
@@ -103,11 +104,21 @@ var (
 	descPoolAcquires  = prometheus.NewDesc("hitcounter_db_pool_acquires_total", "Connections taken from the pool.", nil, nil)
 	descPoolWaits     = prometheus.NewDesc("hitcounter_db_pool_empty_acquires_total", "Takes that had to wait for a connection.", nil, nil)
 	descPoolWaitTime  = prometheus.NewDesc("hitcounter_db_pool_acquire_wait_seconds_total", "Time spent waiting for a pool connection.", nil, nil)
+	// pg_stat_archiver, read at every scrape; left out when the database
+	// does not answer within archiverTimeout.
+	descWALArchived     = prometheus.NewDesc("hitcounter_db_wal_archived_total", "WAL segments the database archived (pg_stat_archiver; reset with its statistics).", nil, nil)
+	descWALFailed       = prometheus.NewDesc("hitcounter_db_wal_archive_failures_total", "Failed attempts to archive a WAL segment (pg_stat_archiver).", nil, nil)
+	descWALLastArchived = prometheus.NewDesc("hitcounter_db_wal_last_archived_timestamp_seconds", "When the last WAL segment was archived, Unix time; 0: never (archiving off).", nil, nil)
+	descWALLastFailed   = prometheus.NewDesc("hitcounter_db_wal_last_archive_failure_timestamp_seconds", "When archiving last failed, Unix time; 0: never.", nil, nil)
 )
+
+// archiverTimeout bounds the scrape's read of pg_stat_archiver.
+const archiverTimeout = time.Second
 
 func (storeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descWrites, descIncrements, descMemoryReads, descDatabaseReads, descListenerUp,
-		descPoolAcquired, descPoolIdle, descPoolTotal, descPoolMax, descPoolAcquires, descPoolWaits, descPoolWaitTime} {
+		descPoolAcquired, descPoolIdle, descPoolTotal, descPoolMax, descPoolAcquires, descPoolWaits, descPoolWaitTime,
+		descWALArchived, descWALFailed, descWALLastArchived, descWALLastFailed} {
 		ch <- d
 	}
 }
@@ -135,4 +146,19 @@ func (c storeCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descPoolAcquires, float64(p.Acquires))
 	counter(descPoolWaits, float64(p.EmptyAcquires))
 	counter(descPoolWaitTime, p.AcquireWait.Seconds())
+
+	ctx, cancel := context.WithTimeout(context.Background(), archiverTimeout)
+	defer cancel()
+	if a, err := c.store.Archiver(ctx); err == nil {
+		unix := func(t time.Time) float64 {
+			if t.IsZero() {
+				return 0
+			}
+			return float64(t.UnixNano()) / 1e9
+		}
+		counter(descWALArchived, float64(a.Archived))
+		counter(descWALFailed, float64(a.Failed))
+		gauge(descWALLastArchived, unix(a.LastArchived))
+		gauge(descWALLastFailed, unix(a.LastFailed))
+	}
 }

@@ -66,6 +66,13 @@ func TestMetricsAreScraped(t *testing.T) {
 	if got := gaugeValue(families, "hitcounter_db_pool_max_conns"); got < 1 {
 		t.Errorf("pool max conns: %v", got)
 	}
+	// The test server archives nothing: the series are there, at zero.
+	if got := counterValue(families, "hitcounter_db_wal_archive_failures_total", nil); got != 0 {
+		t.Errorf("WAL archive failures: %v, want 0", got)
+	}
+	if got := gaugeValue(families, "hitcounter_db_wal_last_archived_timestamp_seconds"); got != 0 {
+		t.Errorf("last archived: %v, want 0 (never)", got)
+	}
 	for _, name := range []string{"go_goroutines", "process_resident_memory_bytes", "hitcounter_http_request_duration_seconds"} {
 		if families[name] == nil {
 			t.Errorf("no %s", name)
