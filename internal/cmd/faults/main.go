@@ -293,7 +293,7 @@ func (s *suite) run(sc scenario) (result, error) {
 	if err != nil {
 		return result{}, err
 	}
-	s.dbURL = dbURL
+	s.dbURL, s.proxy = dbURL, nil
 	appURL := dbURL
 	if sc.proxied {
 		u, err := url.Parse(dbURL)
