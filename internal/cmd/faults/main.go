@@ -577,7 +577,6 @@ type load struct {
 	client   *http.Client
 	graceful bool                     // see scenario.graceful
 	targets  atomic.Pointer[[]string] // client i clicks targets[i % len]
-	lastAck  atomic.Int64             // unix nanoseconds of the start of the latest acknowledged click
 	// after is when the fault ended (unix nanoseconds, 0: not yet), and
 	// firstAckAfter when the first click sent after it was acknowledged:
 	// writes were back then.
@@ -611,9 +610,6 @@ func (l *load) click(ctx context.Context, i int) {
 				l.r.gap = max(l.r.gap, now.Sub(l.r.lastAck))
 			}
 			l.r.lastAck = now
-			if start.UnixNano() > l.lastAck.Load() {
-				l.lastAck.Store(start.UnixNano())
-			}
 			if after := l.after.Load(); after != 0 && start.UnixNano() >= after {
 				l.firstAckAfter.CompareAndSwap(0, time.Now().UnixNano())
 			}
