@@ -139,9 +139,9 @@ func (s *Store) add(ctx context.Context, name string, hits []Hit) ([]Counts, err
 	args := []any{name, day, views, bots, filtered, visitors}
 	attrs := []slog.Attr{slog.String("counter", name), slog.Int("n", len(hits))}
 	write := func() error {
-		return s.retry(ctx, "increment", attrs, func(ctx context.Context, m marker) outcome {
+		return s.retry(ctx, "increment", attrs, func(ctx context.Context) outcome {
 			after = entry{day: day}
-			return s.writeOnce(ctx, name, append(args, m), &after)
+			return s.writeOnce(ctx, name, args, &after)
 		})
 	}
 	err = write()
@@ -178,6 +178,8 @@ func (s *Store) add(ctx context.Context, name string, hits []Hit) ([]Counts, err
 // round trip before anything was committed: the next one is taken at
 // once, without spending a retry.
 func (s *Store) writeOnce(ctx context.Context, name string, args []any, after *entry) outcome {
+	m := newMarker(s.cfg.now())
+	args = append(args[:len(args):len(args)], m) // $7; the caller's args stay as they are
 	var err error
 	for range s.pool.Config().MaxConns + 1 {
 		var conn *pgxpool.Conn
@@ -211,7 +213,7 @@ func (s *Store) writeOnce(ctx context.Context, name string, args []any, after *e
 		closed := conn.Conn().IsClosed()
 		conn.Release()
 		if err != nil {
-			return outcome{phase: phaseCommit, connClosed: closed, marked: true, err: err}
+			return outcome{phase: phaseCommit, connClosed: closed, marker: &m, err: err}
 		}
 		return outcome{}
 	}

@@ -80,10 +80,9 @@ const (
 type outcome struct {
 	phase      phase // where it failed; "" when it succeeded
 	connClosed bool  // the connection was closed by the failure
-	// marked: the transaction inserted its marker (the retry loop's m)
-	// before COMMIT was sent, so a COMMIT lost in flight can be looked up
-	// (resolve.go).
-	marked bool
+	// marker is the one the transaction inserted before COMMIT was sent
+	// (nil: none), so a COMMIT lost in flight can be looked up (resolve.go).
+	marker *marker
 	err    error
 }
 
@@ -175,8 +174,8 @@ func sqlState(err error) string {
 // when that cannot tell does it return an error wrapping ErrOutcomeUnknown,
 // and such a failure is never retried.
 func (s *Store) Transact(ctx context.Context, op string, opts pgx.TxOptions, fn func(ctx context.Context, tx pgx.Tx) error) error {
-	return s.retry(ctx, op, nil, func(ctx context.Context, m marker) outcome {
-		return s.attempt(ctx, opts, fn, &m)
+	return s.retry(ctx, op, nil, func(ctx context.Context) outcome {
+		return s.attempt(ctx, opts, fn, opts.AccessMode != pgx.ReadOnly)
 	})
 }
 
@@ -184,8 +183,8 @@ func (s *Store) Transact(ctx context.Context, op string, opts pgx.TxOptions, fn 
 // twice with the same effect: a COMMIT lost in flight is retried like a
 // failure before it, without a lookup.
 func (s *Store) transactIdempotent(ctx context.Context, op string, opts pgx.TxOptions, fn func(ctx context.Context, tx pgx.Tx) error) error {
-	return s.retry(ctx, op, nil, func(ctx context.Context, _ marker) outcome {
-		o := s.attempt(ctx, opts, fn, nil)
+	return s.retry(ctx, op, nil, func(ctx context.Context) outcome {
+		o := s.attempt(ctx, opts, fn, false)
 		if o.phase == phaseCommit {
 			o.phase = phaseBody
 		}
@@ -196,23 +195,21 @@ func (s *Store) transactIdempotent(ctx context.Context, op string, opts pgx.TxOp
 // retry is the one retry loop every database call goes through (Transact,
 // and the increment of counters.go). It runs attempt until it succeeds,
 // fails for good, or the context ends. Every retry is logged (attempt,
-// wait, phase, SQLSTATE and attrs), and so is the final failure. Each
-// attempt gets a new marker to insert; a COMMIT in doubt whose marker was
-// inserted is resolved: committed is success, aborted is retried like any
-// failure before COMMIT.
-func (s *Store) retry(ctx context.Context, op string, attrs []slog.Attr, attempt func(context.Context, marker) outcome) error {
+// wait, phase, SQLSTATE and attrs), and so is the final failure. A COMMIT
+// in doubt whose attempt inserted a marker is resolved: committed is
+// success, aborted is retried like any failure before COMMIT.
+func (s *Store) retry(ctx context.Context, op string, attrs []slog.Attr, attempt func(context.Context) outcome) error {
 	p := s.cfg.Retry
 	for n := 1; ; n++ {
-		m := newMarker(s.cfg.now())
-		o := attempt(ctx, m)
+		o := attempt(ctx)
 		if o.err == nil {
 			s.outageOver(ctx)
 			return nil
 		}
 		ph, err := o.phase, o.err
 		v := classify(ph, err, o.connClosed)
-		if v.kind == ErrOutcomeUnknown && o.marked {
-			switch s.resolve(ctx, op, m, attrs) {
+		if v.kind == ErrOutcomeUnknown && o.marker != nil {
+			switch s.resolve(ctx, op, *o.marker, attrs) {
 			case committed:
 				return nil
 			case aborted:
@@ -254,16 +251,18 @@ func (s *Store) retry(ctx context.Context, op string, attrs []slog.Attr, attempt
 }
 
 // attempt runs one begin → fn → commit and reports the phase that failed.
-// A read-write transaction given a marker inserts it before COMMIT.
-func (s *Store) attempt(ctx context.Context, opts pgx.TxOptions, fn func(context.Context, pgx.Tx) error, m *marker) outcome {
+// With mark, the transaction inserts a new marker before COMMIT.
+func (s *Store) attempt(ctx context.Context, opts pgx.TxOptions, fn func(context.Context, pgx.Tx) error, mark bool) outcome {
 	tx, err := s.pool.BeginTx(ctx, opts)
 	if err != nil {
 		return outcome{phase: phaseBegin, err: err}
 	}
-	marked := m != nil && opts.AccessMode != pgx.ReadOnly
+	var m *marker
 	err = fn(ctx, tx)
-	if err == nil && marked {
-		_, err = tx.Exec(ctx, insertMarker, *m)
+	if err == nil && mark {
+		mk := newMarker(s.cfg.now())
+		m = &mk
+		_, err = tx.Exec(ctx, insertMarker, mk)
 	}
 	if err != nil {
 		closed := tx.Conn().IsClosed()
@@ -273,7 +272,7 @@ func (s *Store) attempt(ctx context.Context, opts pgx.TxOptions, fn func(context
 		return outcome{phase: phaseBody, connClosed: closed, err: err}
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return outcome{phase: phaseCommit, connClosed: tx.Conn().IsClosed(), marked: marked, err: err}
+		return outcome{phase: phaseCommit, connClosed: tx.Conn().IsClosed(), marker: m, err: err}
 	}
 	return outcome{}
 }
