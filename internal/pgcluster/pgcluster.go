@@ -134,6 +134,52 @@ func (c *Cluster) Start() error {
 // no flush of the WAL not yet written); Start then recovers from the WAL.
 func (c *Cluster) Crash() error { return c.Ctl("stop", "-m", "immediate", "-w") }
 
+// CrashAndReissue sets the trap that a lookup by transaction id falls into.
+// Database dbURL must have one transaction open and idle, its COMMIT held
+// in flight (pgproxy.CrashAtCommit), so nothing of it need have reached the
+// WAL. The server is crashed and started again, and ids are taken until
+// that transaction's id has been handed out again and committed by someone
+// else. It returns the id; an error if the restarted server did not hand
+// it out again (the transaction had reached the WAL after all).
+func (c *Cluster) CrashAndReissue(ctx context.Context, dbURL string) (uint64, error) {
+	conn, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		return 0, err
+	}
+	var xid uint64
+	err = conn.QueryRow(ctx, `select backend_xid::text::bigint from pg_stat_activity
+		where datname = current_database() and state = 'idle in transaction' and backend_xid is not null`).Scan(&xid)
+	conn.Close(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("the held transaction: %w", err)
+	}
+	if err := c.Crash(); err != nil {
+		return 0, err
+	}
+	if err := c.Start(); err != nil {
+		return 0, err
+	}
+	if conn, err = pgx.Connect(ctx, dbURL); err != nil {
+		return 0, err
+	}
+	defer conn.Close(context.Background())
+	reissued := false
+	for n := uint64(0); n < xid; {
+		if err := conn.QueryRow(ctx, "select pg_current_xact_id()::text::bigint").Scan(&n); err != nil {
+			return 0, err
+		}
+		reissued = reissued || n == xid
+	}
+	if !reissued {
+		return 0, fmt.Errorf("the restarted server did not hand out id %d again: the trap is not set", xid)
+	}
+	var status string
+	if err := conn.QueryRow(ctx, "select pg_xact_status($1::text::xid8)", strconv.FormatUint(xid, 10)).Scan(&status); err != nil || status != "committed" {
+		return 0, fmt.Errorf("pg_xact_status(%d) after the reissue: %q, %v; want committed (someone else's)", xid, status, err)
+	}
+	return xid, nil
+}
+
 // Freeze stops every process of the cluster for d, as a hung host would.
 func (c *Cluster) Freeze(d time.Duration) error {
 	pids, err := c.PIDs()
