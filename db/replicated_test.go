@@ -25,30 +25,11 @@ func TestCommittedMeansReplicated(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	c := patroni.ForTest(t, ctx)
-	admin, err := pgx.Connect(ctx, c.URL("postgres"))
+	created, err := c.CreateDatabase(ctx, "hc_replicated")
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = admin.Exec(ctx, "create database hc_replicated")
-	admin.Close(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// pgx stops at the first host that says the database does not exist:
-	// wait until every node has replayed its creation.
-	for _, n := range c.Nodes() {
-		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-			conn, err := pgx.Connect(ctx, c.NodeURL(n, "hc_replicated"))
-			if err == nil {
-				conn.Close(ctx)
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: %v", n, err)
-			}
-		}
-	}
-	dbURL := testdb.Migrate(t, c.URL("hc_replicated"))
+	dbURL := testdb.Migrate(t, created)
 	s, logs := newStore(t, dbURL, fastPolicy())
 	if n, err := s.Increment(ctx, "main"); err != nil || n != 1 {
 		t.Fatalf("first Increment: %d, %v", n, err)

@@ -676,6 +676,37 @@ func (c *Cluster) Nodes() []string {
 	return names
 }
 
+// CreateDatabase creates database name on the primary and returns its URL
+// once every node has it: pgx stops at the first host that says a
+// database does not exist, so a standby that has not replayed the
+// creation yet would fail the multi-host URL's connects.
+func (c *Cluster) CreateDatabase(ctx context.Context, name string) (string, error) {
+	conn, err := pgx.Connect(ctx, c.URL("postgres"))
+	if err != nil {
+		return "", err
+	}
+	_, err = conn.Exec(ctx, "create database "+pgx.Identifier{name}.Sanitize())
+	conn.Close(context.Background())
+	if err != nil {
+		return "", err
+	}
+	for _, n := range c.Nodes() {
+		var last error
+		err := poll(ctx, 30*time.Second, func() (bool, error) {
+			conn, err := pgx.Connect(ctx, c.NodeURL(n, name))
+			if err == nil {
+				conn.Close(context.Background())
+			}
+			last = err
+			return err == nil, nil
+		})
+		if err != nil {
+			return "", fmt.Errorf("patroni: database %s on %s: %w (%v)", name, n, err, last)
+		}
+	}
+	return c.URL(name), nil
+}
+
 // URL is the URL for the app: every node, of which pgx takes the first that
 // accepts writes (target_session_attrs=read-write), so a reconnect after a
 // failover finds the new primary.

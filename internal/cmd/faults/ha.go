@@ -17,8 +17,6 @@ import (
 	"os"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/hitcounter/hitcounter/internal/patroni"
 )
 
@@ -110,19 +108,10 @@ func haScenarios() []scenario {
 	}
 }
 
-// haDatabase creates a fresh database on the primary, and returns its
+// haDatabase creates a fresh database on the cluster, and returns its
 // multi-host URL.
 func (s *suite) haDatabase() (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	conn, err := pgx.Connect(ctx, s.ha.URL("postgres"))
-	if err != nil {
-		return "", err
-	}
-	defer conn.Close(ctx)
-	name := fmt.Sprintf("hc_ha_%d", time.Now().UnixNano())
-	if _, err := conn.Exec(ctx, "create database "+name); err != nil {
-		return "", err
-	}
-	return s.ha.URL(name), nil
+	return s.ha.CreateDatabase(ctx, fmt.Sprintf("hc_ha_%d", time.Now().UnixNano()))
 }
