@@ -26,6 +26,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/hitcounter/hitcounter/internal/pgcluster"
 )
 
 const (
@@ -224,32 +226,17 @@ func (c *Cluster) logf(format string, args ...any) {
 	}
 }
 
-// postgresBinDir is the newest /usr/lib/postgresql/*/bin (Debian's layout),
-// else pg_config's, else where postgres is on PATH.
+// postgresBinDir is the project's PostgreSQL (pgcluster.BinDir, as
+// scripts/pg finds it), which must have pg_rewind too.
 func postgresBinDir() (string, error) {
-	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
-	version := func(d string) int {
-		v, _ := strconv.Atoi(filepath.Base(filepath.Dir(d)))
-		return v
+	d, err := pgcluster.BinDir()
+	if err != nil {
+		return "", fmt.Errorf("patroni: %w", err)
 	}
-	slices.SortFunc(dirs, func(a, b string) int { return version(b) - version(a) })
-	if out, err := exec.Command("pg_config", "--bindir").Output(); err == nil {
-		dirs = append(dirs, strings.TrimSpace(string(out)))
+	if st, err := os.Stat(filepath.Join(d, "pg_rewind")); err != nil || st.Mode()&0o111 == 0 {
+		return "", fmt.Errorf("patroni: no pg_rewind in %s: Patroni needs it (use_pg_rewind)", d)
 	}
-	if p, err := exec.LookPath("postgres"); err == nil {
-		dirs = append(dirs, filepath.Dir(p))
-	}
-	for _, d := range dirs {
-		if isExec(filepath.Join(d, "postgres")) && isExec(filepath.Join(d, "initdb")) && isExec(filepath.Join(d, "pg_rewind")) {
-			return d, nil
-		}
-	}
-	return "", errors.New("patroni: no PostgreSQL server binaries found: install them with scripts/deps postgresql")
-}
-
-func isExec(p string) bool {
-	st, err := os.Stat(p)
-	return err == nil && !st.IsDir() && st.Mode()&0o111 != 0
+	return d, nil
 }
 
 func secret() string {

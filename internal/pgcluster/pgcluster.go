@@ -62,13 +62,28 @@ func Start(opts string) (*Cluster, error) {
 	c := &Cluster{Dir: dir, opts: opts}
 	c.Port, _ = strconv.Atoi(u.Port())
 	c.password, _ = u.User.Password()
-	bin, err := exec.Command("sh", "-c", `ls -d /usr/lib/postgresql/*/bin | sort -V -r | head -1`).Output()
-	if err != nil || len(bytes.TrimSpace(bin)) == 0 {
+	if c.bin, err = BinDir(); err != nil {
 		c.Stop()
-		return nil, errors.New("no PostgreSQL server binaries under /usr/lib/postgresql")
+		return nil, err
 	}
-	c.bin = string(bytes.TrimSpace(bin))
 	return c, nil
+}
+
+// BinDir is the folder of the PostgreSQL server binaries scripts/pg uses
+// (scripts/pg bindir), so that what it started is run with the same ones.
+func BinDir() (string, error) {
+	root, err := moduleRoot()
+	if err != nil {
+		return "", err
+	}
+	var stderr bytes.Buffer
+	cmd := exec.Command(filepath.Join(root, "scripts", "pg"), "bindir")
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("scripts/pg bindir: %w: %s", err, bytes.TrimSpace(stderr.Bytes()))
+	}
+	return string(bytes.TrimSpace(out)), nil
 }
 
 // moduleRoot is the folder of go.mod, above the working directory: tests
