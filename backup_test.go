@@ -91,7 +91,7 @@ func TestBackupRestoreDrill(t *testing.T) {
 		t.Fatal(err)
 	}
 	testdb.Migrate(t, dbURL)
-	conn := dbConn(t, ctx, dbURL)
+	conn := sqlConn(t, dbURL)
 	if _, err := conn.Exec(ctx, `insert into counters (name, hits) select 'c' || i, 1000 from generate_series(1, $1::int) i`, counters); err != nil {
 		t.Fatal(err)
 	}
@@ -220,7 +220,9 @@ func TestBackupRestoreDrill(t *testing.T) {
 		t.Errorf("restored to the latest state: %d hits, the last acknowledged click was %d", after, before)
 	}
 	var n int
-	if err := dbConn(t, ctx, dbURL).QueryRow(ctx, "select count(*) from counter_days").Scan(&n); err != nil || n < counters*days {
+	conn = sqlConn(t, dbURL)
+	defer conn.Close(context.Background())
+	if err := conn.QueryRow(ctx, "select count(*) from counter_days").Scan(&n); err != nil || n < counters*days {
 		t.Errorf("day rows after the restore: %d, %v; want at least %d", n, err, counters*days)
 	}
 

@@ -939,7 +939,9 @@ func TestComposeAppRoleSQL(t *testing.T) {
 	// superuser of the postgres image).
 	out := runScript(adminURL, "APP_DB_USER="+app, "APP_DB_PASSWORD="+appPW)
 	var tables int
-	if err := dbConn(t, ctx, adminURL).QueryRow(ctx, "select count(*) from pg_tables where schemaname = 'public' and tablename <> $1", migrations.VersionTable).Scan(&tables); err != nil || tables == 0 {
+	tablesConn := sqlConn(t, adminURL)
+	defer tablesConn.Close(context.Background())
+	if err := tablesConn.QueryRow(ctx, "select count(*) from pg_tables where schemaname = 'public' and tablename <> $1", migrations.VersionTable).Scan(&tables); err != nil || tables == 0 {
 		t.Fatalf("the migrations' tables: %d, %v", tables, err)
 	}
 	for _, want := range []string{"created role " + app, fmt.Sprintf("role %s may select, insert, update and delete the rows of %d tables", app, tables)} {
@@ -1040,17 +1042,6 @@ func TestComposeAppRoleSQL(t *testing.T) {
 	if _, err := appConn.Exec(ctx, "insert into later (note) values ('x')"); err != nil {
 		t.Errorf("the app's role, a later migration's table: %v", err)
 	}
-}
-
-// dbConn connects to dbURL until t ends.
-func dbConn(t *testing.T, ctx context.Context, dbURL string) *pgx.Conn {
-	t.Helper()
-	conn, err := pgx.Connect(ctx, dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close(context.Background()) })
-	return conn
 }
 
 func mustParseURL(t *testing.T, raw string) *url.URL {
