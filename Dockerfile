@@ -1,9 +1,11 @@
-# Images of hitcounter. compose.yaml builds both targets:
+# Images of hitcounter. compose.yaml builds these targets:
 #
 #   docker build .                   the server, stage "web" (the last stage)
 #   docker build --target migrate .  the one-shot schema migration (tern)
+#   docker build --target db .       PostgreSQL with pgBackRest (db, backup)
 #
-# Both run on distroless/static: no shell, no package manager, user nonroot.
+# The server and the migration run on distroless/static: no shell, no
+# package manager, user nonroot.
 # The Go version must be go.mod's `go` line (compose_test.go checks it).
 
 FROM golang:1.26.8-trixie AS modules
@@ -32,6 +34,12 @@ COPY --from=tern /out/tern /tern
 COPY migrations/tern.conf migrations/*.sql /migrations/
 USER nonroot
 ENTRYPOINT ["/tern", "migrate", "--migrations", "/migrations", "--config", "/migrations/tern.conf"]
+
+# The database: the pinned postgres image with pgBackRest, which archives
+# the WAL (its archive_command) and takes the backups (the backup service
+# runs this image too). compose.yaml gives both deploy/pgbackrest.conf.
+FROM postgres:17-alpine AS db
+RUN apk add --no-cache pgbackrest
 
 # The server. Its health check is `/hitcounter -probe URL` (no curl here);
 # /usr/bin/env only prints the environment, for `docker compose exec web env`

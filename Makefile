@@ -71,10 +71,10 @@ test-ha: build
 	HITCOUNTER_HA_TEST=1 $(GO) test -count=1 -timeout 10m -run '^TestCommittedMeansReplicated$$' ./db/
 	$(GO) run ./internal/cmd/faults -ha
 
-## test-compose: only the deployment for real, as root: compose.yaml and the Dockerfile, unmodified, on a
+## test-compose: only the deployment and its restore drill for real, as root: compose.yaml and the Dockerfile, unmodified, on a
 ##        private Docker Engine with local stand-ins for the registry images (scripts/docker-stack)
 test-compose:
-	HITCOUNTER_COMPOSE_TEST=1 $(GO) test -count=1 -timeout 40m -run '^TestDeploymentWithCompose$$' -v .
+	HITCOUNTER_COMPOSE_TEST=1 $(GO) test -count=1 -timeout 40m -run '^(TestDeploymentWithCompose|TestBackupRestoreWithCompose)$$' -v .
 
 build: generate
 	$(GO) build -trimpath -o $(BIN) .

@@ -45,7 +45,12 @@ func TestBackupRestoreDrill(t *testing.T) {
 	}
 	// No fsync: a test's server is killed, not its machine, and the drill
 	// must not stall the other packages' tests that share the disk.
-	opts := archiveSettings(t) + " -c unix_socket_directories=" + filepath.Join(work, "sock") + " -c fsync=off"
+	var opts string
+	for _, s := range archiveSettings(t) {
+		// pg_ctl passes the options through a shell.
+		opts += " -c " + shellQuote(s)
+	}
+	opts += " -c unix_socket_directories=" + filepath.Join(work, "sock") + " -c fsync=off"
 	pg, err := pgcluster.Start(opts)
 	if err != nil {
 		t.Fatal(err)
@@ -239,16 +244,16 @@ func TestBackupRestoreDrill(t *testing.T) {
 	}
 }
 
-// archiveSettings are deploy/postgresql-archive.conf's settings as server
-// options.
-func archiveSettings(t *testing.T) string {
+// archiveSettings are deploy/postgresql-archive.conf's settings, as
+// name=value with the value unquoted: what `postgres -c` takes.
+func archiveSettings(t *testing.T) []string {
 	t.Helper()
 	f, err := os.Open("deploy/postgresql-archive.conf")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	var opts []string
+	var settings []string
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		line := strings.TrimSpace(sc.Text())
@@ -259,12 +264,16 @@ func archiveSettings(t *testing.T) string {
 		if !ok {
 			t.Fatalf("deploy/postgresql-archive.conf: %q is not name = value", line)
 		}
-		opts = append(opts, "-c "+strings.TrimSpace(k)+"="+strings.TrimSpace(v))
+		v = strings.TrimSpace(v)
+		if uq, ok := strings.CutPrefix(v, "'"); ok {
+			v = strings.ReplaceAll(strings.TrimSuffix(uq, "'"), "''", "'")
+		}
+		settings = append(settings, strings.TrimSpace(k)+"="+v)
 	}
-	if len(opts) == 0 {
+	if len(settings) == 0 {
 		t.Fatal("deploy/postgresql-archive.conf has no settings")
 	}
-	return strings.Join(opts, " ")
+	return settings
 }
 
 // ownedByPostgres makes folder dir, owned by the user the server runs as.
@@ -325,4 +334,9 @@ func TestBackupUnitsVerify(t *testing.T) {
 		units["hitcounter-backup-"+kind+".timer"] = string(timer)
 	}
 	systemdVerify(t, units)
+}
+
+// shellQuote quotes s for a POSIX shell.
+func shellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }

@@ -139,7 +139,7 @@ func TestComposeServices(t *testing.T) {
 	// Everything, certbot included, starts with a plain `up`: a profile
 	// let `up`, `ps` and `down` without it leave renewals stopped or
 	// certbot running unseen.
-	if got, want := sortedNames(p), []string{"app-role", "certbot", "db", "migrate", "nginx", "tls-bootstrap", "web"}; !slices.Equal(got, want) {
+	if got, want := sortedNames(p), []string{"app-role", "backup", "certbot", "db", "migrate", "nginx", "tls-bootstrap", "web"}; !slices.Equal(got, want) {
 		t.Errorf("services started by default %v, want %v", got, want)
 	}
 	if len(p.DisabledServices) != 0 {
@@ -166,8 +166,13 @@ func TestComposeServices(t *testing.T) {
 func TestComposeDatabase(t *testing.T) {
 	env := exampleEnv(t)
 	db := service(t, mustLoadCompose(t, env), "db")
-	if !strings.HasPrefix(db.Image, "postgres:17") {
-		t.Errorf("db image %q, want the official postgres:17", db.Image)
+	// The official image, pinned, with pgBackRest added.
+	if db.Build == nil || db.Build.Target != "db" {
+		t.Errorf("db build %+v, want the Dockerfile's stage db", db.Build)
+	}
+	dbStage := stage(t, dockerStages(t), "db")
+	if dbStage.from != "postgres:17-alpine" || !dbStage.has("RUN apk add --no-cache pgbackrest") {
+		t.Errorf("Dockerfile stage db: FROM %s %q, want postgres:17-alpine with apk add pgbackrest", dbStage.from, dbStage.lines)
 	}
 	if db.Restart != types.RestartPolicyUnlessStopped {
 		t.Errorf("db restart %q, want unless-stopped", db.Restart)
@@ -176,11 +181,13 @@ func TestComposeDatabase(t *testing.T) {
 	if db.StopGracePeriod == nil || time.Duration(*db.StopGracePeriod) < 30*time.Second {
 		t.Errorf("db stop_grace_period %v, want at least 30s", db.StopGracePeriod)
 	}
-	if db.HealthCheck == nil || len(db.HealthCheck.Test) < 2 || db.HealthCheck.Test[1] != "pg_isready" {
+	if db.HealthCheck == nil || len(db.HealthCheck.Test) != 2 || db.HealthCheck.Test[0] != "CMD-SHELL" || !strings.HasPrefix(db.HealthCheck.Test[1], "pg_isready ") {
 		t.Fatalf("db healthcheck %v, want pg_isready", db.HealthCheck)
 	}
-	test := strings.Join(db.HealthCheck.Test, " ")
-	for _, want := range []string{"--username=" + env["POSTGRES_USER"], "--dbname=" + env["POSTGRES_DB"], "--host=127.0.0.1"} {
+	test := db.HealthCheck.Test[1]
+	// Over TCP (not the first start's socket-only server), and writable
+	// (not a restored database still replaying the archive).
+	for _, want := range []string{"--username=" + env["POSTGRES_USER"], "--dbname=" + env["POSTGRES_DB"], "--host=127.0.0.1", `"$(psql`, "select pg_is_in_recovery()", `= f ]`} {
 		if !strings.Contains(test, want) {
 			t.Errorf("db healthcheck %q lacks %q", test, want)
 		}
@@ -195,6 +202,102 @@ func TestComposeDatabase(t *testing.T) {
 			t.Errorf("db %s = %q, want %q from .env", k, dbEnv[k], env[k])
 		}
 	}
+}
+
+// Backups: the database archives its WAL with deploy/postgresql-archive.conf's
+// settings, and the backup service works beside it on the same data,
+// socket and repository, which is a folder of the host.
+func TestComposeBackups(t *testing.T) {
+	env := exampleEnv(t)
+	env["BACKUP_DIR"] = "/srv/backups/hitcounter"
+	p := mustLoadCompose(t, env)
+	db, backup := service(t, p, "db"), service(t, p, "backup")
+
+	want := []string{"postgres"}
+	for _, s := range archiveSettings(t) {
+		want = append(want, "-c", s)
+	}
+	if !slices.Equal(db.Command, want) {
+		t.Errorf("db command %q, want %q (deploy/postgresql-archive.conf)", db.Command, want)
+	}
+	if !slices.Equal(db.Entrypoint, []string{"/bin/sh", "/deploy/db-entrypoint.sh"}) {
+		t.Errorf("db entrypoint %q", db.Entrypoint)
+	}
+	if backup.Build == nil || backup.Build.Target != "db" || backup.User != "postgres" {
+		t.Errorf("backup: build %+v as %q, want the db stage as postgres", backup.Build, backup.User)
+	}
+	for _, s := range []types.ServiceConfig{db, backup} {
+		for target, source := range map[string]string{"/var/lib/postgresql/data": "pgdata", "/var/run/postgresql": "pgsocket", "/var/lib/pgbackrest": env["BACKUP_DIR"]} {
+			if m := mount(t, s, target); m.Source != source {
+				t.Errorf("%s mounts %s at %s, want %s", s.Name, m.Source, target, source)
+			}
+		}
+		if m := mount(t, s, "/var/lib/pgbackrest"); m.Type != types.VolumeTypeBind {
+			t.Errorf("%s: the repository is a %s, want a folder of the host (down -v removes volumes)", s.Name, m.Type)
+		}
+		e := environment(s)
+		conf, ok := strings.CutPrefix(e["PGBACKREST_CONFIG"], "/deploy/")
+		if !ok || mount(t, s, "/deploy").Source != filepath.Join(mustGetwd(t), "deploy") {
+			t.Errorf("%s: PGBACKREST_CONFIG %q is not in ./deploy mounted at /deploy", s.Name, e["PGBACKREST_CONFIG"])
+		} else if _, err := os.Stat(filepath.Join("deploy", conf)); err != nil {
+			t.Error(err)
+		}
+		if e["PGBACKREST_PG1_PATH"] != "/var/lib/postgresql/data" || e["PGBACKREST_PG1_USER"] != env["POSTGRES_USER"] {
+			t.Errorf("%s: pgBackRest's cluster %q as %q, want the image's data folder as POSTGRES_USER", s.Name, e["PGBACKREST_PG1_PATH"], e["PGBACKREST_PG1_USER"])
+		}
+	}
+	dependsOn(t, backup, "db", types.ServiceConditionHealthy)
+	// web stops first, so that backup's last archived WAL has every click.
+	dependsOn(t, service(t, p, "web"), "backup", types.ServiceConditionStarted)
+	if backup.HealthCheck == nil || !slices.Equal(backup.HealthCheck.Test, []string{"CMD", "/bin/sh", "/deploy/backup.sh", "fresh"}) {
+		t.Errorf("backup healthcheck %+v, want backup.sh fresh", backup.HealthCheck)
+	}
+	if backup.StopGracePeriod == nil || time.Duration(*backup.StopGracePeriod) < 70*time.Second {
+		t.Errorf("backup stop_grace_period %v: want more than pgbackrest check's 60 s archive timeout", backup.StopGracePeriod)
+	}
+
+	delete(env, "BACKUP_DIR")
+	if _, err := loadCompose(t, env); err == nil || !strings.Contains(err.Error(), "set BACKUP_DIR in .env") {
+		t.Errorf("compose.yaml without BACKUP_DIR: %v", err)
+	}
+}
+
+// The compose schedule (deploy/backup.sh) is the bare-metal one (the timers):
+// a full backup on Sundays, a differential one on other days, at 03:00.
+func TestBackupScheduleAgrees(t *testing.T) {
+	script, err := os.ReadFile("deploy/backup.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hour := regexp.MustCompile(`(?m)^at_hour=(\d+)\b`).FindSubmatch(script)
+	day := regexp.MustCompile(`(?m)^full_day=(\d)\b`).FindSubmatch(script)
+	if hour == nil || day == nil {
+		t.Fatal("deploy/backup.sh sets no at_hour or full_day")
+	}
+	h, _ := strconv.Atoi(string(hour[1]))
+	days := map[string]string{"1": "Mon", "2": "Tue", "3": "Wed", "4": "Thu", "5": "Fri", "6": "Sat", "7": "Sun"}
+	at := fmt.Sprintf("*-*-* %02d:00:00", h)
+	for kind, when := range map[string]string{"full": days[string(day[1])], "diff": "Mon..Sat"} {
+		if kind == "diff" && days[string(day[1])] != "Sun" {
+			t.Fatalf("full_day %s: the diff timer's Mon..Sat assumes Sunday", day[1])
+		}
+		timer, err := os.ReadFile("deploy/hitcounter-backup-" + kind + ".timer")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := "OnCalendar=" + when + " " + at; !strings.Contains(string(timer), want) {
+			t.Errorf("hitcounter-backup-%s.timer lacks %q, which deploy/backup.sh does", kind, want)
+		}
+	}
+}
+
+func mustGetwd(t *testing.T) string {
+	t.Helper()
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return wd
 }
 
 func TestComposeMigrate(t *testing.T) {
@@ -256,8 +359,8 @@ func TestComposeAppRole(t *testing.T) {
 	env := exampleEnv(t)
 	p := mustLoadCompose(t, env)
 	ar := service(t, p, "app-role")
-	if db := service(t, p, "db"); ar.Image != db.Image {
-		t.Errorf("app-role image %q, want db's %q (its psql)", ar.Image, db.Image)
+	if db := stage(t, dockerStages(t), "db"); ar.Image != db.from {
+		t.Errorf("app-role image %q, want the db image's %q (its psql)", ar.Image, db.from)
 	}
 	dependsOn(t, ar, "migrate", types.ServiceConditionCompletedSuccessfully)
 	if ar.Restart != types.RestartPolicyNo {
@@ -464,7 +567,8 @@ func TestComposeMountedFilesExist(t *testing.T) {
 	p := mustLoadCompose(t, exampleEnv(t))
 	for _, s := range p.Services {
 		for _, v := range s.Volumes {
-			if v.Type != types.VolumeTypeBind {
+			// The backup repository is made at the first up.
+			if v.Type != types.VolumeTypeBind || v.Target == "/var/lib/pgbackrest" {
 				continue
 			}
 			if _, err := os.Stat(v.Source); err != nil {

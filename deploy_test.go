@@ -107,6 +107,7 @@ func startDeployment(t *testing.T) *deployment {
 	edited = regexp.MustCompile(`(?m)^DOMAIN=.*$`).ReplaceAllString(edited, "DOMAIN="+testDomain)
 	edited = regexp.MustCompile(`(?m)^CERTBOT_STAGING=.*$`).ReplaceAllString(edited, "CERTBOT_STAGING=0")
 	edited = regexp.MustCompile(`(?m)^ACME_SERVER=.*$`).ReplaceAllString(edited, "ACME_SERVER=https://pebble:14000/dir")
+	edited = regexp.MustCompile(`(?m)^BACKUP_DIR=.*$`).ReplaceAllString(edited, "BACKUP_DIR="+filepath.Join(d.dir, "backups"))
 	if err := os.WriteFile(filepath.Join(d.dir, ".env"), []byte(edited), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -429,7 +430,7 @@ func TestDeploymentWithCompose(t *testing.T) {
 
 	// 2. What ps shows, the page, a click, the redirect, exec env.
 	ps := d.ps()
-	for svc, want := range map[string]string{"db": "healthy", "web": "healthy"} {
+	for svc, want := range map[string]string{"db": "healthy", "web": "healthy", "backup": "healthy"} {
 		if len(ps[svc]) != 1 || ps[svc][0].State != "running" || ps[svc][0].Health != want {
 			t.Errorf("%s: %+v, want one running and %s", svc, ps[svc], want)
 		}
@@ -652,18 +653,28 @@ func lastLines(s string, n int) string {
 
 // The README's Deploy section lists every command the deployment test runs.
 func TestREADMEListsTheDeployCommands(t *testing.T) {
+	readmeSectionLists(t, "## Deploy", deployCommands)
+}
+
+// readmeSectionLists fails t unless the README's section under heading (to
+// the next heading of its level or above) holds every one of cmds.
+func readmeSectionLists(t *testing.T, heading string, cmds []string) {
+	t.Helper()
 	readme, err := os.ReadFile("README.md")
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, deploy, _ := strings.Cut(string(readme), "\n## Deploy")
-	deploy, _, _ = strings.Cut(deploy, "\n## ")
-	if len(deployCommands) == 0 || deploy == "" {
-		t.Fatal("no commands, or no Deploy section")
+	level := strings.Index(heading, " ")
+	_, section, _ := strings.Cut(string(readme), "\n"+heading+"\n")
+	for i := 2; i <= level; i++ {
+		section, _, _ = strings.Cut(section, "\n"+strings.Repeat("#", i)+" ")
 	}
-	for _, cmd := range deployCommands {
-		if !strings.Contains(deploy, cmd) {
-			t.Errorf("the README's Deploy section lacks %q", cmd)
+	if len(cmds) == 0 || strings.TrimSpace(section) == "" {
+		t.Fatalf("no commands, or no section %q in the README", heading)
+	}
+	for _, cmd := range cmds {
+		if !strings.Contains(section, cmd) {
+			t.Errorf("the README's section %q lacks %q", heading, cmd)
 		}
 	}
 }

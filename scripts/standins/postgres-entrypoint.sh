@@ -2,8 +2,10 @@
 # The official postgres image's first start, in short: an empty PGDATA gets
 # initdb with POSTGRES_USER/POSTGRES_PASSWORD, then POSTGRES_DB is created
 # on a server listening on the Unix socket only; then the real server runs
-# as PID 1, listening on all addresses.
+# as PID 1, listening on all addresses, with the command's options.
 set -eu
+# Another command than the server (the image's contract): run as it is.
+[ "${1:-postgres}" = postgres ] || exec "$@"
 : "${POSTGRES_USER:=postgres}" "${POSTGRES_DB:=$POSTGRES_USER}"
 [ -n "${POSTGRES_PASSWORD:-}" ] || { echo "stand-in postgres: POSTGRES_PASSWORD is not set" >&2; exit 1; }
 if [ "$(id -u)" = 0 ]; then
@@ -22,4 +24,7 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
 	pg_ctl -D "$PGDATA" -m fast -w stop >/dev/null
 	echo "stand-in postgres: initialised $PGDATA for $POSTGRES_USER/$POSTGRES_DB"
 fi
-exec postgres -D "$PGDATA" -c listen_addresses='*'
+# The server with the given options (compose's command), listening on all
+# addresses as the image's postgresql.conf makes it.
+[ $# -gt 0 ] && shift
+exec postgres -D "$PGDATA" -c listen_addresses='*' "$@"
