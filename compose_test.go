@@ -12,10 +12,12 @@ import (
 	"debug/elf"
 	"encoding/hex"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"net/url"
 	"os"
@@ -201,6 +203,74 @@ func TestComposeDatabase(t *testing.T) {
 		if dbEnv[k] != env[k] {
 			t.Errorf("db %s = %q, want %q from .env", k, dbEnv[k], env[k])
 		}
+	}
+}
+
+// composeFixed are the app's settings that the deployment sets itself;
+// every other one comes from .env.
+var composeFixed = map[string]string{
+	"DATABASE_URL":     "the app's role on the db service",
+	"ADDR":             "nginx proxies to web:8000",
+	"MIGRATE":          "the migrate service migrates, as the owner",
+	"MIGRATE_WAIT":     "web never migrates",
+	"CLIENT_IP_HEADER": "nginx sets X-Real-IP",
+	"TRUSTED_PROXIES":  "Docker's private networks",
+	"LOG_FORMAT":       "JSON for the engine's logs",
+	"METRICS_ADDR":     "its own port on the compose network",
+	"SHUTDOWN_TIMEOUT": "within web's stop_grace_period",
+}
+
+// Every setting of the program can be set in .env, except those the
+// deployment sets itself: with each in .env, web gets it as it is.
+func TestComposeWebTakesEverySettingFromEnv(t *testing.T) {
+	var c config
+	envOf := flags(&c, flag.NewFlagSet("hitcounter", flag.ContinueOnError))
+	env := exampleEnv(t)
+	var passed []string
+	for _, name := range envOf {
+		if _, fixed := composeFixed[name]; fixed {
+			continue
+		}
+		if _, ok := env[name]; !ok {
+			t.Errorf(".env.example lacks %s", name)
+		}
+		env[name] = "value-of-" + name
+		passed = append(passed, name)
+	}
+	if len(passed) == 0 {
+		t.Fatal("no setting comes from .env")
+	}
+	web := environment(service(t, mustLoadCompose(t, env), "web"))
+	for _, name := range passed {
+		if web[name] != env[name] {
+			t.Errorf("web %s = %q with %s=%q in .env", name, web[name], name, env[name])
+		}
+	}
+	for name := range composeFixed {
+		if !slices.Contains(slices.Collect(maps.Values(envOf)), name) {
+			t.Errorf("composeFixed names %s, which the program does not read", name)
+		}
+		if _, ok := web[name]; !ok && name != "MIGRATE" && name != "MIGRATE_WAIT" {
+			t.Errorf("web does not set %s (%s)", name, composeFixed[name])
+		}
+	}
+	// .env.example leaves each empty: the program's default, whose one
+	// home is the program.
+	example := exampleEnv(t)
+	for _, name := range passed {
+		if example[name] != "" {
+			t.Errorf(".env.example sets %s=%q: leave it empty, for the program's default", name, example[name])
+		}
+	}
+	// SHUTDOWN_TIMEOUT fits in the grace period the engine gives.
+	ws := service(t, mustLoadCompose(t, example), "web")
+	wsEnv := environment(ws)
+	got, err := parseConfig([]string{"hitcounter"}, func(k string) string { return wsEnv[k] }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ws.StopGracePeriod == nil || time.Duration(*ws.StopGracePeriod) <= got.shutdownTimeout {
+		t.Errorf("web stop_grace_period %v, SHUTDOWN_TIMEOUT %s: want the grace period longer", ws.StopGracePeriod, got.shutdownTimeout)
 	}
 }
 
@@ -425,8 +495,6 @@ func TestComposeWeb(t *testing.T) {
 	want := map[string]string{
 		"CLIENT_IP_HEADER": "X-Real-IP",
 		"LOG_FORMAT":       "json",
-		"LOG_LEVEL":        env["LOG_LEVEL"],
-		"POLL_INTERVAL":    env["POLL_INTERVAL"],
 	}
 	for k, v := range want {
 		if webEnv[k] != v {

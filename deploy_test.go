@@ -630,8 +630,15 @@ func TestDeploymentWithCompose(t *testing.T) {
 	d.compose("down")
 	const rotated = "r0tatedTestAppPassw0rd"
 	d.setEnv("APP_DB_PASSWORD", rotated)
+	// The app's settings come from .env too (TestComposeWebTakesEverySettingFromEnv
+	// checks them all with compose-go; here two, on the engine).
+	d.setEnv("TIMEZONE", "Europe/Berlin")
+	d.setEnv("EMBED_ORIGINS", "https://blog.example.com")
 	d.op(cmdUp)
 	d.checkAppRole(rotated)
+	if env := d.op(cmdEnv); !strings.Contains(env, "TIMEZONE=Europe/Berlin\n") || !strings.Contains(env, "EMBED_ORIGINS=https://blog.example.com\n") {
+		t.Errorf("web's environment after TIMEZONE and EMBED_ORIGINS were set in .env:\n%s", env)
+	}
 	if out, err := d.psqlAs("hitcounter_app", testAppPassword, "select 1"); err == nil {
 		t.Errorf("the app's old password still works after APP_DB_PASSWORD changed and up:\n%s", out)
 	}
