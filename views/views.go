@@ -45,9 +45,15 @@ type CounterPage struct {
 	Hit     string // where the +1 button posts
 	Chart   Chart
 	// Snippets to copy, with this server's address.
-	Badge, Iframe, JSON string
+	Badge, JSON string
+	Embeds      []Snippet
 	// DontCount says this browser asked not to be counted.
 	DontCount bool
+}
+
+// Snippet is code to copy, under its label.
+type Snippet struct {
+	ID, Label, Code string
 }
 
 // Embed is the minimal page for an iframe, /c/{name}/embed.
@@ -56,6 +62,8 @@ type Embed struct {
 	Name    string
 	Counter Counter
 	Hit     string // where the +1 button posts; empty: no button
+	Theme   string // auto (the visitor's preference), light or dark
+	Compact bool   // the total alone
 }
 
 // Error is a page for a request that went wrong as a whole (404, 405, …).
@@ -88,3 +96,11 @@ func plural(n int64, one, many string) string {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// colorScheme is the color-scheme an embed's theme declares.
+func colorScheme(theme string) string {
+	if theme == "light" || theme == "dark" {
+		return theme
+	}
+	return "light dark"
+}

@@ -36,6 +36,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/dom"
 	"github.com/chromedp/cdproto/emulation"
 	cdplog "github.com/chromedp/cdproto/log"
 	"github.com/chromedp/cdproto/network"
@@ -418,6 +419,150 @@ func TestBrowserNamedCounter(t *testing.T) {
 	tab.logProblems()
 }
 
+// A blogger's path: the counter page's embed snippets, pasted as they are
+// into a page of another origin (allowed by EMBED_ORIGINS), show all they
+// promise within their stated size, nothing cut and nothing to scroll, and
+// a real click on +1 in the embed counts.
+func TestBrowserEmbedSnippetsOnAnotherOrigin(t *testing.T) {
+	chromium := browserPath(t)
+	var blogPage atomic.Value
+	blog := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		_, _ = io.WriteString(w, blogPage.Load().(string))
+	}))
+	t.Cleanup(blog.Close)
+	dbURL := testdb.NewMigrated(t)
+	a := startBrowserAppWith(t, dbURL, dbURL, web.Config{PollInterval: browserPollInterval, EmbedOrigins: []string{blog.URL}})
+	// A total carried over from a hosted counter, as long as they come.
+	testdb.Exec(t, dbURL, `insert into counters (name, hits) values ('blog', 123456789)`)
+	tab := startBrowser(t, chromium)
+
+	// The snippets, as the counter page offers them.
+	tab.load(a.URL + "/c/blog")
+	type snippet struct{ ID, Code string }
+	snippets := browserEval[[]snippet](tab, `[...document.querySelectorAll('textarea[id^="snippet-iframe"]')].map(t => ({ID: t.id, Code: t.value}))`)
+	if len(snippets) < 2 {
+		t.Fatalf("the page offers %d embed snippets, want the full and the compact one", len(snippets))
+	}
+	page := `<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>A blog</title></head><body>`
+	for _, s := range snippets {
+		if !strings.Contains(s.Code, `style="border:0"`) || !strings.Contains(s.Code, `src="`+a.URL+`/c/blog/embed?`) {
+			t.Errorf("snippet %s: %s", s.ID, s.Code)
+		}
+		page += "<p>" + s.Code + "</p>"
+	}
+	blogPage.Store(page + "</body></html>")
+	before := testdb.Hits(t, dbURL, "blog")
+	tab.load(blog.URL)
+
+	ctx, cancel := context.WithTimeout(tab.ctx, browserWaitTimeout)
+	defer cancel()
+	// The iframes, once each has loaded its document and shows a count.
+	var frames []*chromedp.Node
+	tab.waitFor(browserWaitTimeout, "each embed to show a count", func(ctx context.Context) (bool, string) {
+		ctx, cancel := context.WithTimeout(ctx, 250*time.Millisecond)
+		defer cancel()
+		var err error
+		frames, err = chromedp.Run(ctx, chromedp.Nodes(chromedp.CSSAll("iframe"), chromedp.AtLeast(len(snippets))))
+		if err != nil {
+			return false, "the blog's iframes: " + err.Error()
+		}
+		for i, f := range frames {
+			if f.ContentDocument == nil {
+				return false, snippets[i].ID + ": no document yet"
+			}
+			if err := chromedp.Do(ctx, chromedp.WaitVisible(chromedp.CSS("#count"), chromedp.FromNode(f))); err != nil {
+				return false, snippets[i].ID + ": no count shown: " + err.Error()
+			}
+		}
+		return true, ""
+	})
+	var button *dom.BoxModel
+	for i, f := range frames {
+		id := snippets[i].ID
+		frame, err := chromedp.Run(ctx, chromedp.Dimensions(chromedp.CSS(fmt.Sprintf("p:nth-of-type(%d) iframe", i+1))))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Nothing to scroll: the document fits the iframe.
+		for _, dim := range []string{"Width", "Height"} {
+			scroll, err := chromedp.Run(ctx, chromedp.JavascriptAttribute[float64](chromedp.CSS("html"), "scroll"+dim, chromedp.FromNode(f)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			client, err := chromedp.Run(ctx, chromedp.JavascriptAttribute[float64](chromedp.CSS("html"), "client"+dim, chromedp.FromNode(f)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if scroll > client {
+				t.Errorf("%s: the embed's content is %v px in %s, its iframe shows %v: it scrolls", id, scroll, strings.ToLower(dim), client)
+			}
+		}
+		// Everything it promises lies within the iframe's box.
+		shown := []string{"#count", "button"}
+		if !strings.Contains(id, "compact") {
+			shown = append(shown, "#today", "#visitors")
+		}
+		for _, sel := range shown {
+			box, err := chromedp.Run(ctx, chromedp.Dimensions(chromedp.CSS(sel), chromedp.FromNode(f)))
+			if err != nil {
+				t.Fatalf("%s: %s: %v", id, sel, err)
+			}
+			if !browserInside(box.Border, frame.Content) {
+				t.Errorf("%s: %s at %v lies outside the iframe at %v", id, sel, box.Border, frame.Content)
+			}
+			if sel == "button" && button == nil {
+				button = box
+			}
+		}
+	}
+	tab.waitFor(browserWaitTimeout, "each embed's view counted", func(context.Context) (bool, string) {
+		got := testdb.Hits(t, dbURL, "blog")
+		return got == before+int64(len(frames)), fmt.Sprint(got)
+	})
+	if t.Failed() {
+		tab.saveScreenshot("-embeds")
+		t.FailNow()
+	}
+
+	// A click where the first embed's +1 is, as a person clicks: it counts,
+	// and the embed shows the new count.
+	x, y := browserCentre(button.Border)
+	if err := chromedp.Do(ctx, chromedp.MouseClickXY(x, y)); err != nil {
+		t.Fatalf("click +1 in the embed: %v", err)
+	}
+	want := strconv.FormatInt(before+int64(len(frames))+1, 10)
+	tab.waitFor(browserWaitTimeout, "the embed to show "+want, func(ctx context.Context) (bool, string) {
+		s, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("#count"), chromedp.FromNode(frames[0])))
+		if err != nil {
+			return false, err.Error()
+		}
+		return s == want, s
+	})
+	if got := testdb.Hits(t, dbURL, "blog"); strconv.FormatInt(got, 10) != want {
+		t.Errorf("the database holds %d, want %s", got, want)
+	}
+	tab.saveScreenshot("-embeds")
+	tab.logProblems()
+}
+
+// browserInside says whether quad (x, y pairs, as DevTools gives a box)
+// lies within box.
+func browserInside(quad, box dom.Quad) bool {
+	const slack = 0.5 // sub-pixel rounding
+	for i := 0; i+1 < len(quad); i += 2 {
+		if quad[i] < box[0]-slack || quad[i] > box[2]+slack || quad[i+1] < box[1]-slack || quad[i+1] > box[5]+slack {
+			return false
+		}
+	}
+	return len(quad) == 8 && len(box) == 8
+}
+
+// browserCentre is the middle of a quad.
+func browserCentre(q dom.Quad) (x, y float64) {
+	return (q[0] + q[4]) / 2, (q[1] + q[5]) / 2
+}
+
 // waitFigures waits until a named counter's fragment shows total in all
 // and today views today.
 func (b *browserTab) waitFigures(total, today int64) {
@@ -444,13 +589,19 @@ func startBrowserApp(t *testing.T) *browserApp {
 // same database reached directly, for checks.
 func startBrowserAppOn(t *testing.T, storeURL, dbURL string) *browserApp {
 	t.Helper()
+	return startBrowserAppWith(t, storeURL, dbURL, web.Config{PollInterval: browserPollInterval})
+}
+
+// startBrowserAppWith is startBrowserAppOn with the server's configuration.
+func startBrowserAppWith(t *testing.T, storeURL, dbURL string, cfg web.Config) *browserApp {
+	t.Helper()
 	logger := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo}))
 	store, err := db.Open(storeURL, db.DefaultConfig(), logger)
 	if err != nil {
 		t.Fatalf("open store: %v", err)
 	}
 	t.Cleanup(store.Close)
-	h, err := web.NewServer(web.Config{PollInterval: browserPollInterval}, store, assets.FS, assets.HTMX, logger)
+	h, err := web.NewServer(cfg, store, assets.FS, assets.HTMX, logger)
 	if err != nil {
 		t.Fatalf("NewServer: %v", err)
 	}

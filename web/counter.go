@@ -1,6 +1,7 @@
 package web
 
 import (
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -52,9 +53,13 @@ func (s *server) counterPageView(r *http.Request, name string, v views.Counter, 
 		Chart:     chartOf(days),
 	}
 	base := baseURL(r)
-	p.Badge = "[![" + name + " views](" + base + "/c/" + name + "/badge.svg)](" + base + "/c/" + name + ")"
-	p.Iframe = `<iframe src="` + base + "/c/" + name + `/embed?button" title="` + name +
-		` hit counter" width="320" height="120" loading="lazy"></iframe>`
+	page := base + counterPath(name)
+	p.Badge = "[![" + name + " views](" + base + "/c/" + name + "/badge.svg)](" + page + ")"
+	for _, e := range embedSnippets {
+		p.Embeds = append(p.Embeds, views.Snippet{ID: e.id, Label: e.label, Code: fmt.Sprintf(
+			`<iframe src="%s/c/%s/embed?%s" title="%s hit counter" width="%d" height="%d" style="border:0" loading="lazy"></iframe>`,
+			base, name, e.options.query(), name, e.width, e.height)})
+	}
 	p.JSON = base + "/api/counters/" + name
 	return views.CounterPageView(p)
 }

@@ -321,6 +321,62 @@ func TestEmbedFraming(t *testing.T) {
 	}
 }
 
+// An embed's looks: ?button (button=1) adds +1 and button=0 leaves it out,
+// ?compact keeps the total alone, ?theme fixes the colour scheme; a bad
+// value is a 400 that says which, and counts nothing. A no-JavaScript click
+// returns to the embed as it was.
+func TestEmbedOptions(t *testing.T) {
+	a := newAppWith(t, web.Config{})
+	for _, c := range []struct {
+		query, scheme   string
+		button, compact bool
+	}{
+		{"", "light dark", false, false},
+		{"button", "light dark", true, false},
+		{"button=1&theme=auto", "light dark", true, false},
+		{"button=0", "light dark", false, false},
+		{"compact&button&theme=dark", "dark", true, true},
+		{"compact=1&theme=light", "light", false, true},
+		{"compact=0&theme=dark", "dark", false, false},
+	} {
+		resp, body := a.do(t, "GET", "/c/blog/embed?"+c.query, nil, nil)
+		wantStatus(t, resp, 200)
+		doc := parse(t, body)
+		if got := doc.Find(`meta[name="color-scheme"]`).AttrOr("content", ""); got != c.scheme {
+			t.Errorf("?%s: color-scheme %q, want %q", c.query, got, c.scheme)
+		}
+		if got := doc.Find("form").Length() == 1; got != c.button {
+			t.Errorf("?%s: a +1 button %v, want %v", c.query, got, c.button)
+		}
+		if got := doc.Find("html.compact").Length() == 1; got != c.compact {
+			t.Errorf("?%s: compact %v, want %v", c.query, got, c.compact)
+		}
+	}
+	before := testdb.Hits(t, a.dbURL, "blog")
+	for query, msg := range map[string]string{
+		"button=yes":  "button must be 0 or 1.",
+		"compact=2":   "compact must be 0 or 1.",
+		"theme=pink":  "theme must be light, dark or auto.",
+		"count=maybe": "count must be 0 or 1.",
+	} {
+		resp, body := a.do(t, "GET", "/c/blog/embed?"+query, nil, nil)
+		if resp.StatusCode != 400 || !strings.Contains(body, msg) {
+			t.Errorf("?%s: %d, want 400 saying %q", query, resp.StatusCode, msg)
+		}
+	}
+	if got := testdb.Hits(t, a.dbURL, "blog"); got != before {
+		t.Errorf("refused embeds counted: %d hits, want %d", got, before)
+	}
+	// The dark compact embed's +1, JavaScript off: back to the same embed.
+	resp, body := a.do(t, "GET", "/c/blog/embed?compact&button&theme=dark", nil, nil)
+	wantStatus(t, resp, 200)
+	action := parse(t, body).Find("form").AttrOr("action", "")
+	resp, _ = a.do(t, "POST", action, nil, nil)
+	if got := resp.Header.Get("Location"); resp.StatusCode != 303 || got != "/c/blog/embed?button&compact&theme=dark&counted" {
+		t.Errorf("POST %s: %d to %q, want 303 back to the dark compact embed", action, resp.StatusCode, got)
+	}
+}
+
 // The JSON API: shapes, CORS for reads, problem details for errors, and
 // writes only with the token.
 func TestJSONAPI(t *testing.T) {

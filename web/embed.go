@@ -2,6 +2,7 @@ package web
 
 import (
 	"net/http"
+	"net/url"
 	"strings"
 
 	"github.com/a-h/templ"
@@ -13,37 +14,115 @@ import (
 // embed is /c/{name}/embed: the counter alone, for an iframe on the
 // owner's pages. Viewing it counts, unless ?count=0 (a second embed of the
 // same counter on one page) or it is the page a no-JavaScript click
-// returned to; ?button adds the +1 button. Only the origins in
-// EmbedOrigins (and this one) may frame it; every other page refuses any
-// framing.
+// returned to. Its look is embedOptions. Only the origins in EmbedOrigins
+// (and this one) may frame it; every other page refuses any framing.
 func (s *server) embed(w http.ResponseWriter, r *http.Request) error {
 	name, err := counterOf(r)
 	if err != nil {
 		return err
 	}
+	q := r.URL.Query()
+	count, err := flagParam(q, "count", true)
+	if err != nil {
+		return err
+	}
+	o, err := parseEmbedOptions(q)
+	if err != nil {
+		return err
+	}
 	var c db.Counts
-	switch r.URL.Query().Get("count") {
-	case "", "1":
+	if count {
 		c, err = s.pageView(r, name)
-	case "0":
+	} else {
 		c, err = s.store.Counts(r.Context(), name)
-	default:
-		return errorf(http.StatusBadRequest, "count must be 0 or 1.")
 	}
 	if err != nil {
 		return err
 	}
 	s.allowFraming(w)
-	return s.render(w, r, http.StatusOK, s.embedView(r, name, s.counterView(r, c)))
+	return s.render(w, r, http.StatusOK, s.embedView(name, o, s.counterView(r, c)))
 }
 
 // embedView is the embed around its fragment v (see allowFraming).
-func (s *server) embedView(r *http.Request, name string, v views.Counter) templ.Component {
-	e := views.Embed{Assets: s.assets, Name: name, Counter: v}
-	if r.URL.Query().Has("button") {
-		e.Hit = "/c/" + name + "/hit?embed"
+func (s *server) embedView(name string, o embedOptions, v views.Counter) templ.Component {
+	e := views.Embed{Assets: s.assets, Name: name, Counter: v, Theme: o.theme, Compact: o.compact}
+	if o.button {
+		o.button = false // the button posts the rest; its redirect adds it back
+		e.Hit = counterPath(name) + "/hit?embed"
+		if q := o.query(); q != "" {
+			e.Hit += "&" + q
+		}
 	}
 	return views.EmbedView(e)
+}
+
+// embedOptions are an embed's looks: ?button (or button=1) adds +1,
+// ?compact shows the number alone, ?theme=light|dark fixes the colours
+// (auto, the default, follows the visitor's preference).
+type embedOptions struct {
+	button, compact bool
+	theme           string
+}
+
+func parseEmbedOptions(q url.Values) (embedOptions, error) {
+	var o embedOptions
+	var err error
+	if o.button, err = flagParam(q, "button", false); err != nil {
+		return o, err
+	}
+	if o.compact, err = flagParam(q, "compact", false); err != nil {
+		return o, err
+	}
+	switch o.theme = q.Get("theme"); o.theme {
+	case "":
+		o.theme = "auto"
+	case "auto", "light", "dark":
+	default:
+		return o, errorf(http.StatusBadRequest, "theme must be light, dark or auto.")
+	}
+	return o, nil
+}
+
+// query is o as an embed's query string, without the defaults.
+func (o embedOptions) query() string {
+	var q []string
+	if o.button {
+		q = append(q, "button")
+	}
+	if o.compact {
+		q = append(q, "compact")
+	}
+	if o.theme != "auto" {
+		q = append(q, "theme="+o.theme)
+	}
+	return strings.Join(q, "&")
+}
+
+// flagParam reads an on/off parameter: absent is def; present without a
+// value ("?button") or 1 is on, 0 is off; anything else is bad input.
+func flagParam(q url.Values, name string, def bool) (bool, error) {
+	if !q.Has(name) {
+		return def, nil
+	}
+	switch q.Get(name) {
+	case "", "1":
+		return true, nil
+	case "0":
+		return false, nil
+	}
+	return false, errorf(http.StatusBadRequest, name+" must be 0 or 1.")
+}
+
+// embedSnippets are the iframes the counter page offers, each at the size
+// its content fits without scrolling (the browser test loads them as
+// given, from another origin): the one home of these sizes.
+var embedSnippets = []struct {
+	id, label     string
+	options       embedOptions
+	width, height int
+}{
+	{"snippet-iframe", "Embed (HTML): the figures and +1", embedOptions{button: true, theme: "auto"}, 320, 120},
+	{"snippet-iframe-compact", "Embed, compact: the total and +1", embedOptions{button: true, compact: true, theme: "auto"}, 240, 56},
 }
 
 // allowFraming lets the owner's origins (and this one) frame an embed:

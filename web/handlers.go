@@ -82,8 +82,11 @@ func (s *server) hit(w http.ResponseWriter, r *http.Request) error {
 		return s.render(w, r, http.StatusOK, views.CounterFragment(s.counterView(r, c)))
 	}
 	back := counterPath(name) + "?" + countedParam
-	if r.URL.Query().Has("embed") {
-		back = "/c/" + name + "/embed?button&" + countedParam
+	if q := r.URL.Query(); q.Has("embed") {
+		// Back to the embed as it was; bad options are only lost looks.
+		o, _ := parseEmbedOptions(q)
+		o.button = true
+		back = counterPath(name) + "/embed?" + o.query() + "&" + countedParam
 	}
 	http.Redirect(w, r, back, http.StatusSeeOther)
 	return nil

@@ -59,7 +59,8 @@ func (s *server) problemView(w http.ResponseWriter, r *http.Request, err error) 
 		return status, s.counterPageView(r, name, v, nil)
 	case route == "/c/{name}/embed":
 		s.allowFraming(w)
-		return status, s.embedView(r, name, v)
+		o, _ := parseEmbedOptions(r.URL.Query()) // a bad one is a 400, not here
+		return status, s.embedView(name, o, v)
 	}
 	return status, views.ErrorPage(views.Error{Assets: s.assets, Title: http.StatusText(status), Message: msg})
 }
