@@ -161,10 +161,9 @@ func TestBackupRestoreWithCompose(t *testing.T) {
 	if after != before {
 		t.Errorf("restored to the latest state: count %d, the last acknowledged click was %d", after, before)
 	}
-	if out, err := d.psqlAs("hitcounter", testOwnerPassword, "select count(*) from counter_days"); err != nil || strings.TrimSpace(out) < strconv.Itoa(counters*days) {
-		if n, _ := strconv.Atoi(strings.TrimSpace(out)); err != nil || n < counters*days {
-			t.Errorf("day rows after the restore: %s %v, want at least %d", out, err, counters*days)
-		}
+	out, err := d.psqlAs("hitcounter", testOwnerPassword, "select count(*) from counter_days")
+	if n, _ := strconv.Atoi(strings.TrimSpace(out)); err != nil || n < counters*days {
+		t.Errorf("day rows after the restore: %s %v, want at least %d", out, err, counters*days)
 	}
 
 	// 5. A wrong command at a known moment: back to just before it.

@@ -375,6 +375,16 @@ func TestEmbedOptions(t *testing.T) {
 	if got := resp.Header.Get("Location"); resp.StatusCode != 303 || got != "/c/blog/embed?button&compact&theme=dark&counted" {
 		t.Errorf("POST %s: %d to %q, want 303 back to the dark compact embed", action, resp.StatusCode, got)
 	}
+	// The front page's counter, main, has its embed under /c/main too.
+	resp, body = a.do(t, "GET", "/c/main/embed?button", nil, nil)
+	wantStatus(t, resp, 200)
+	if action := parse(t, body).Find("form").AttrOr("action", ""); action != "/c/main/hit?embed" {
+		t.Errorf("main's embed posts to %q, want /c/main/hit?embed", action)
+	}
+	resp, _ = a.do(t, "POST", "/c/main/hit?embed", nil, nil)
+	if got := resp.Header.Get("Location"); resp.StatusCode != 303 || got != "/c/main/embed?button&counted" {
+		t.Errorf("POST /c/main/hit?embed: %d to %q, want 303 back to main's embed", resp.StatusCode, got)
+	}
 }
 
 // The JSON API: shapes, CORS for reads, problem details for errors, and

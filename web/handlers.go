@@ -86,7 +86,7 @@ func (s *server) hit(w http.ResponseWriter, r *http.Request) error {
 		// Back to the embed as it was; bad options are only lost looks.
 		o, _ := parseEmbedOptions(q)
 		o.button = true
-		back = counterPath(name) + "/embed?" + o.query() + "&" + countedParam
+		back = "/c/" + name + "/embed?" + o.query() + "&" + countedParam
 	}
 	http.Redirect(w, r, back, http.StatusSeeOther)
 	return nil
