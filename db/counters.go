@@ -48,6 +48,14 @@ type Counts struct {
 	Bots     int64     // today's crawler requests
 	Filtered int64     // today's views over a burst cap
 	Updated  time.Time // the last change of the counter
+	Switches
+}
+
+// Switches are the owner's choices for a counter. The zero value is a new
+// counter's: +1 offered, page shown.
+type Switches struct {
+	NoPlusOne bool // its page and embeds offer no +1, and its hit route refuses
+	NoPage    bool // /c/NAME shows no page; badges, embeds and the API still work
 }
 
 // Increment adds one view of the named counter, with no visitor, and
@@ -86,7 +94,7 @@ const incrementSQL = `with m as (
 	insert into commit_markers (id) values ($7)
 ), c as (
 	update counters set hits = hits + $3, updated_at = now() where name = $1
-	returning hits, version, updated_at
+	returning hits, version, updated_at, not plus_one as no_plus_one, not page as no_page
 ), v as (
 	insert into visitors (counter, day, hash)
 	select $1, $2, h from unnest($6::bytea[]) h where exists (select from c)
@@ -102,7 +110,7 @@ const incrementSQL = `with m as (
 		filtered = t.filtered + excluded.filtered
 	returning views, visitors, bots, filtered
 )
-select c.hits, c.version, c.updated_at, d.views, d.visitors, d.bots, d.filtered from c, d`
+select c.hits, c.version, c.updated_at, d.views, d.visitors, d.bots, d.filtered, c.no_plus_one, c.no_page from c, d`
 
 // add writes hits in one transaction and returns, for each hit, the counts
 // its caller sees: views get their own total and today's views, in order.
@@ -190,7 +198,8 @@ func (s *Store) writeOnce(ctx context.Context, name string, args []any, after *e
 		b := &pgx.Batch{}
 		b.Queue("begin")
 		b.Queue(incrementSQL, args...).QueryRow(func(row pgx.Row) error {
-			return row.Scan(&after.hits, &after.version, &after.updated, &after.views, &after.visitors, &after.bots, &after.filtered)
+			return row.Scan(&after.hits, &after.version, &after.updated, &after.views, &after.visitors, &after.bots, &after.filtered,
+				&after.switches.NoPlusOne, &after.switches.NoPage)
 		})
 		err = conn.SendBatch(ctx, b).Close()
 		if err != nil {
@@ -248,7 +257,8 @@ func (s *Store) Counts(ctx context.Context, name string) (Counts, error) {
 
 // selectCounters reads counters with their latest day row, as the
 // counters_notify trigger announces them (migrations/003_history.sql).
-const selectCounters = `select c.name, c.hits, c.version, c.updated_at, d.day, d.views, d.visitors, d.bots, d.filtered
+const selectCounters = `select c.name, c.hits, c.version, c.updated_at, d.day, d.views, d.visitors, d.bots, d.filtered,
+	not c.plus_one, not c.page
 from counters c left join lateral (
 	select * from counter_days where counter = c.name order by day desc limit 1
 ) d on true`
@@ -257,7 +267,8 @@ from counters c left join lateral (
 func scanEntry(row pgx.Row, name *string, e *entry) error {
 	var day *time.Time
 	var views, visitors, bots, filtered *int64
-	if err := row.Scan(name, &e.hits, &e.version, &e.updated, &day, &views, &visitors, &bots, &filtered); err != nil {
+	if err := row.Scan(name, &e.hits, &e.version, &e.updated, &day, &views, &visitors, &bots, &filtered,
+		&e.switches.NoPlusOne, &e.switches.NoPage); err != nil {
 		return err
 	}
 	if day != nil {

@@ -50,11 +50,12 @@ type entry struct {
 	updated                         time.Time
 	day                             time.Time // zero: no day row yet
 	views, visitors, bots, filtered int64
+	switches                        Switches
 }
 
 func (e entry) counts(name string) Counts {
 	return Counts{Name: name, Total: e.hits, Day: e.day, Views: e.views, Visitors: e.visitors,
-		Bots: e.bots, Filtered: e.filtered, Updated: e.updated}
+		Bots: e.bots, Filtered: e.filtered, Updated: e.updated, Switches: e.switches}
 }
 
 func newCache() *cache { return &cache{m: map[string]entry{}} }
@@ -220,6 +221,9 @@ type notification struct {
 	Visitors int64     `json:"visitors"`
 	Bots     int64     `json:"bots"`
 	Filtered int64     `json:"filtered"`
+	// Absent (false) in an announcement of a server not yet migrated.
+	NoPlusOne bool `json:"no_plus_one"`
+	NoPage    bool `json:"no_page"`
 }
 
 func (s *Store) notified(ctx context.Context, payload string) {
@@ -235,7 +239,8 @@ func (s *Store) notified(ctx context.Context, payload string) {
 		return
 	}
 	e := entry{hits: n.Hits, version: n.Version, updated: n.Updated,
-		views: n.Views, visitors: n.Visitors, bots: n.Bots, filtered: n.Filtered}
+		views: n.Views, visitors: n.Visitors, bots: n.Bots, filtered: n.Filtered,
+		switches: Switches{NoPlusOne: n.NoPlusOne, NoPage: n.NoPage}}
 	if n.Day != nil {
 		if e.day, err = time.Parse(time.DateOnly, *n.Day); err != nil {
 			s.log.LogAttrs(ctx, slog.LevelWarn, "db listener: notification ignored",

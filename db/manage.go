@@ -61,6 +61,9 @@ type auditRow struct {
 	Name  string `json:"name"`
 	Total int64  `json:"total"`
 	Days  int64  `json:"days,omitempty"` // day rows
+	// Only the switch action records the switches (Store.Switch).
+	NoPlusOne bool `json:"no_plus_one,omitempty"`
+	NoPage    bool `json:"no_page,omitempty"`
 }
 
 // Create makes a counter starting at total.
