@@ -12,6 +12,7 @@ type Assets struct {
 	HTMX    string
 	CSS     string
 	Favicon string
+	Copy    string // the counter page's Copy buttons
 }
 
 // Counter is the live counter fragment, swapped by htmx on click and poll.
@@ -24,17 +25,21 @@ type Counter struct {
 	// Poll is the URL the fragment refreshes itself from, every PollEvery.
 	Poll      string
 	PollEvery time.Duration
+	// ShowBots adds today's bots, which are not counted as views (the
+	// counter's own page: a first test with curl should not look broken).
+	ShowBots bool
 }
 
 // Today is a counter's figures of the current day.
 type Today struct {
-	Views, Visitors int64
+	Views, Visitors, Bots int64
 }
 
 // Page is the whole home page.
 type Page struct {
 	Assets  Assets
 	Counter Counter
+	Hit     string // where the +1 button posts; empty: no button
 }
 
 // CounterPage is the page of a named counter, /c/{name}.
@@ -42,11 +47,12 @@ type CounterPage struct {
 	Assets  Assets
 	Name    string
 	Counter Counter
-	Hit     string // where the +1 button posts
+	Hit     string // where the +1 button posts; empty: no button
 	Chart   Chart
-	// Snippets to copy, with this server's address.
-	Badge, JSON string
-	Embeds      []Snippet
+	// Snippets to copy, with this server's address, and the badge as shown.
+	Badge, JSON  string
+	Embeds       []Snippet
+	BadgePreview string
 	// DontCount says this browser asked not to be counted.
 	DontCount bool
 }
@@ -71,6 +77,7 @@ type Error struct {
 	Assets  Assets
 	Title   string
 	Message string
+	Home    bool // link back to the front page (not when that is what failed)
 }
 
 // trigger renders a poll interval in htmx's syntax ("every 2s", "every 500ms").

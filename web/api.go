@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/hitcounter/hitcounter/db"
@@ -65,23 +66,58 @@ func (s *server) api(h apiFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Access-Control-Allow-Origin", "*")
 		v, err := h(w, r)
-		status := http.StatusOK
-		ctype := "application/json"
 		if err != nil {
 			noteError(r, err)
-			var msg string
-			status, msg = problem(err)
-			v = apiProblem{Status: status, Title: http.StatusText(status), Detail: msg}
-			ctype = "application/problem+json"
-		}
-		body, err := json.Marshal(v)
-		if err != nil {
-			noteError(r, err)
-			http.Error(w, "Something went wrong on our side.", http.StatusInternalServerError)
+			s.sendProblem(w, r, err)
 			return
 		}
-		s.sendAs(w, r, status, ctype, "no-store", append(body, '\n'), "")
+		s.sendJSON(w, r, http.StatusOK, "application/json", v)
 	}
+}
+
+// sendProblem answers err as RFC 9457 problem JSON: every error under
+// /api/, the middleware's (403 cross-site, 405, 413) included, so an API
+// client never has to parse a page.
+func (s *server) sendProblem(w http.ResponseWriter, r *http.Request, err error) {
+	w.Header().Set("Access-Control-Allow-Origin", "*")
+	status, msg := problem(err)
+	s.sendJSON(w, r, status, "application/problem+json", apiProblem{Status: status, Title: http.StatusText(status), Detail: msg})
+}
+
+func (s *server) sendJSON(w http.ResponseWriter, r *http.Request, status int, ctype string, v any) {
+	body, err := json.Marshal(v)
+	if err != nil {
+		noteError(r, err)
+		http.Error(w, "Something went wrong on our side.", http.StatusInternalServerError)
+		return
+	}
+	s.sendAs(w, r, status, ctype, "no-store", append(body, '\n'), "")
+}
+
+// isAPI tells a request of the JSON API.
+func isAPI(r *http.Request) bool { return strings.HasPrefix(r.URL.Path, "/api/") }
+
+// preflightAPI answers the CORS preflight of an API read from another
+// origin (a page's fetch with a header of its own, such as
+// X-Request-Id). Reads need no credentials, so any origin and any header
+// may: the answer is the same for all. Writes are for server-side callers
+// and are not offered.
+func preflightAPI(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodOptions || !isAPI(r) || r.Header.Get("Access-Control-Request-Method") == "" {
+			next.ServeHTTP(w, r)
+			return
+		}
+		h := w.Header()
+		h.Set("Access-Control-Allow-Origin", "*")
+		h.Set("Access-Control-Allow-Methods", "GET, HEAD")
+		if hdrs := r.Header.Get("Access-Control-Request-Headers"); hdrs != "" {
+			h.Set("Access-Control-Allow-Headers", hdrs)
+		}
+		h.Set("Access-Control-Max-Age", "86400")
+		h.Set("Vary", "Access-Control-Request-Headers")
+		w.WriteHeader(http.StatusNoContent)
+	})
 }
 
 // apiCounter is GET /api/counters/{name}.

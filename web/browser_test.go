@@ -360,7 +360,7 @@ func TestBrowserNamedCounter(t *testing.T) {
 		select 'blog', current_date - n, (n * 7) % 13 + 1, (n * 7) % 13 / 2 + 1
 		from generate_series(1, 29) n where n % 4 <> 0`)
 	tab := startBrowser(t, chromium)
-	tab.hit = "/c/blog/hit"
+	tab.hit = "/c/blog/hit?page"
 
 	tab.load(a.URL + "/c/blog")
 	if n := tab.readCount(); n != 41 {
@@ -394,6 +394,11 @@ func TestBrowserNamedCounter(t *testing.T) {
 		t.Fatalf("another visitor's click: %s", resp.Status)
 	}
 	tab.waitFigures(43, 3)
+	// The chart follows: its last bar is today's, with all three views.
+	tab.waitFor(browserWaitTimeout, "today's bar to show the 3 views", func(ctx context.Context) (bool, string) {
+		label, err := chromedp.Run(ctx, chromedp.Evaluate[string](`[...document.querySelectorAll('#chart g.day')].pop()?.getAttribute('aria-label') ?? ''`))
+		return err == nil && strings.Contains(label, ": 3 views,"), label
+	})
 	tab.checkNotReloaded("polling")
 	if got := testdb.Hits(t, a.dbURL, "blog"); got != 43 {
 		t.Errorf("the database holds %d, want 43", got)

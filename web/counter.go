@@ -23,38 +23,46 @@ func (s *server) counterPage(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if _, err := s.pageShown(r, name); err != nil {
+		return err
+	}
 	c, err := s.pageView(r, name)
 	if err != nil {
 		return err
 	}
+	return s.render(w, r, http.StatusOK, s.counterPageView(r, name, s.counterView(r, c), c.Switches, s.chart(r, name)))
+}
+
+// chart is the chart of a counter's last days. The view is counted and
+// its figures are right: a failure to read the history only leaves the
+// chart out, saying so.
+func (s *server) chart(r *http.Request, name string) views.Chart {
 	to := s.store.Today()
 	from := to.AddDate(0, 0, -(chartDays - 1))
-	// The view is counted and its figures are right: a failure to read the
-	// history only leaves the chart out.
 	days, err := s.store.Days(r.Context(), name, from, to)
 	if err != nil {
 		noteError(r, err)
-		days = nil
-	} else {
-		days = db.FillDays(days, from, to)
+		return views.Chart{Unavailable: true}
 	}
-	return s.render(w, r, http.StatusOK, s.counterPageView(r, name, s.counterView(r, c), days))
+	return chartOf(db.FillDays(days, from, to))
 }
 
-// counterPageView is the counter page around its fragment v; without days
-// the chart says the history is unavailable.
-func (s *server) counterPageView(r *http.Request, name string, v views.Counter, days []db.Day) templ.Component {
+// counterPageView is the counter page around its fragment v.
+func (s *server) counterPageView(r *http.Request, name string, v views.Counter, sw db.Switches, chart views.Chart) templ.Component {
 	p := views.CounterPage{
 		Assets:    s.assets,
 		Name:      name,
 		Counter:   v,
-		Hit:       "/c/" + name + "/hit",
 		DontCount: dontCount(r),
-		Chart:     chartOf(days),
+		Chart:     chart,
+	}
+	if !sw.NoPlusOne {
+		p.Hit = "/c/" + name + "/hit?" + pageParam
 	}
 	base := baseURL(r)
 	page := base + counterPath(name)
 	p.Badge = "[![" + name + " views](" + base + "/c/" + name + "/badge.svg)](" + page + ")"
+	p.BadgePreview = "/c/" + name + "/badge.svg?count=0"
 	for _, e := range embedSnippets {
 		p.Embeds = append(p.Embeds, views.Snippet{ID: e.id, Label: e.label, Code: fmt.Sprintf(
 			`<iframe src="%s/c/%s/embed?%s" title="%s hit counter" width="%d" height="%d" style="border:0" loading="lazy"></iframe>`,
@@ -65,7 +73,7 @@ func (s *server) counterPageView(r *http.Request, name string, v views.Counter, 
 }
 
 func chartOf(days []db.Day) views.Chart {
-	c := views.Chart{Unavailable: days == nil}
+	var c views.Chart
 	for _, d := range days {
 		c.Days = append(c.Days, views.ChartDay{
 			Date:     d.Day.Format(time.DateOnly),

@@ -61,11 +61,11 @@ func TestNamedCounterPage(t *testing.T) {
 		t.Errorf("total, today, visitors: got %v, want [2 2 1] (one visitor viewed twice)", got)
 	}
 	doc := parse(t, body)
-	if got := doc.Find("#counter").AttrOr("hx-get", ""); got != "/c/blog/count" {
+	if got := doc.Find("#counter").AttrOr("hx-get", ""); got != "/c/blog/count?page" {
 		t.Errorf("the fragment polls %q", got)
 	}
-	if got := doc.Find(`form[action="/c/blog/hit"][hx-post="/c/blog/hit"]`).Length(); got != 1 {
-		t.Errorf("%d +1 forms posting to /c/blog/hit, want 1", got)
+	if got := doc.Find(`form[action="/c/blog/hit?page"][hx-post="/c/blog/hit?page"]`).Length(); got != 1 {
+		t.Errorf("%d +1 forms posting to /c/blog/hit?page, want 1", got)
 	}
 	days := doc.Find("#chart g.day")
 	if days.Length() != 30 {
@@ -321,6 +321,62 @@ func TestEmbedFraming(t *testing.T) {
 	}
 }
 
+// An embed view counts only when the browser shows it: framed by this
+// origin or an allowed one, or opened by itself. Framed by another site,
+// the browser shows an error page instead (frame-ancestors), so nothing
+// counts; each request still answers 200 with the same CSP.
+func TestEmbedCountsOnlyWhenShown(t *testing.T) {
+	a := newAppWith(t, web.Config{EmbedOrigins: []string{"https://blog.example.com"}})
+	host := strings.TrimPrefix(a.srv.URL, "http://")
+	framed := func(site, referer string) map[string]string {
+		h := map[string]string{"Sec-Fetch-Dest": "iframe", "Sec-Fetch-Site": site}
+		if referer != "" {
+			h["Referer"] = referer
+		}
+		return h
+	}
+	cases := []struct {
+		name   string
+		header map[string]string
+		counts bool
+	}{
+		{"framed by an allowed origin", framed("cross-site", "https://blog.example.com/posts/1"), true},
+		{"allowed origin, other case", framed("cross-site", "https://BLOG.example.com/"), true},
+		{"framed by this origin", framed("same-origin", a.srv.URL+"/c/blog"), true},
+		{"framed by another site", framed("cross-site", "https://evil.example/"), false},
+		{"allowed host, other scheme", framed("cross-site", "http://blog.example.com/"), false},
+		{"framed by a sibling subdomain", framed("same-site", "https://www.example.com/"), false},
+		{"framed, no Referer", framed("cross-site", ""), false},
+		{"opened by itself", map[string]string{"Sec-Fetch-Dest": "document", "Sec-Fetch-Site": "none"}, true},
+		{"no Fetch Metadata, no Referer", nil, true},
+		{"no Fetch Metadata, Referer of this host", map[string]string{"Referer": "http://" + host + "/c/blog"}, true},
+		{"no Fetch Metadata, Referer of an allowed origin", map[string]string{"Referer": "https://blog.example.com/"}, true},
+		{"no Fetch Metadata, Referer of another site", map[string]string{"Referer": "https://evil.example/"}, false},
+	}
+	counted, refused := 0, 0
+	for _, c := range cases {
+		before := testdb.Hits(t, a.dbURL, "blog")
+		resp, _ := a.do(t, "GET", "/c/blog/embed?button", nil, c.header)
+		wantStatus(t, resp, 200)
+		if csp := resp.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "frame-ancestors 'self' https://blog.example.com") {
+			t.Errorf("%s: CSP %q", c.name, csp)
+		}
+		want := before
+		if c.counts {
+			want++
+			counted++
+		} else {
+			refused++
+		}
+		if got := testdb.Hits(t, a.dbURL, "blog"); got != want {
+			t.Errorf("%s: %d hits after, want %d", c.name, got, want)
+		}
+	}
+	if counted == 0 || refused == 0 {
+		t.Fatalf("cases counted %d, refused %d: both kinds must be tried", counted, refused)
+	}
+}
+
 // An embed's looks: ?button (button=1) adds +1 and button=0 leaves it out,
 // ?compact keeps the total alone, ?theme fixes the colour scheme; a bad
 // value is a 400 that says which, and counts nothing. A no-JavaScript click
@@ -544,5 +600,203 @@ func TestNamedCounterExactUnderConcurrency(t *testing.T) {
 				t.Errorf("visitors: got %v, want %v", v["visitors_today"], tt.visitors)
 			}
 		})
+	}
+}
+
+// waitPage polls path until check holds on its body, failing after 10s:
+// the owner's switches reach the app by notification.
+func (a *app) waitPage(t *testing.T, path, what string, check func(*http.Response, string) bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, body := a.do(t, "GET", path, nil, nil)
+		if check(resp, body) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("GET %s: no %s within 10s; last: %d\n%s", path, what, resp.StatusCode, body)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// The owner's switches (hitcounter counters switch): with +1 off, neither
+// the page nor an embed offers it and the hit route refuses, counting
+// nothing; with the page off, /c/NAME is a 404 while badges, embeds and
+// the API go on. Switched back on, all returns.
+func TestOwnerSwitches(t *testing.T) {
+	a := newAppWith(t, web.Config{})
+	testdb.Exec(t, a.dbURL, `update counters set plus_one = false where name = 'blog'`)
+	a.waitPage(t, "/c/blog?counted", "page without +1", func(resp *http.Response, body string) bool {
+		return resp.StatusCode == 200 && parse(t, body).Find("form[hx-post]").Length() == 0
+	})
+	resp, body := a.do(t, "GET", "/c/blog/embed?button&count=0", nil, nil)
+	if resp.StatusCode != 200 || parse(t, body).Find("form").Length() != 0 {
+		t.Errorf("embed?button with +1 off: %d, %d forms", resp.StatusCode, parse(t, body).Find("form").Length())
+	}
+	before := testdb.Hits(t, a.dbURL, "blog")
+	for _, h := range []map[string]string{nil, htmx} {
+		resp, body := a.do(t, "POST", "/c/blog/hit", nil, h)
+		if resp.StatusCode != 403 || !strings.Contains(body, "The owner has switched +1 off for this counter.") {
+			t.Errorf("POST /c/blog/hit (htmx %v) with +1 off: %d\n%s", h != nil, resp.StatusCode, body)
+		}
+	}
+	if got := testdb.Hits(t, a.dbURL, "blog"); got != before {
+		t.Errorf("refused clicks counted: %d hits, want %d", got, before)
+	}
+
+	testdb.Exec(t, a.dbURL, `update counters set page = false where name = 'blog'`)
+	a.waitPage(t, "/c/blog", "404", func(resp *http.Response, body string) bool {
+		return resp.StatusCode == 404 && strings.Contains(body, "This counter has no public page.") &&
+			parse(t, body).Find(`a[href="/"]`).Length() == 1
+	})
+	for _, path := range []string{"/c/blog/badge.svg", "/c/blog/embed", "/api/counters/blog", "/c/blog/count"} {
+		if resp, _ := a.do(t, "GET", path, nil, nil); resp.StatusCode != 200 {
+			t.Errorf("GET %s with the page off: %d, want 200", path, resp.StatusCode)
+		}
+	}
+	if got := testdb.Hits(t, a.dbURL, "blog"); got != before+2 {
+		t.Errorf("blog: %d hits, want %d (the badge and the embed, not the refused page)", got, before+2)
+	}
+
+	testdb.Exec(t, a.dbURL, `update counters set page = true, plus_one = true where name = 'blog'`)
+	a.waitPage(t, "/c/blog?counted", "page with +1 again", func(resp *http.Response, body string) bool {
+		return resp.StatusCode == 200 && parse(t, body).Find("form[hx-post]").Length() == 1
+	})
+	if resp, _ := a.do(t, "POST", "/c/blog/hit", nil, htmx); resp.StatusCode != 200 {
+		t.Errorf("+1 switched back on: %d", resp.StatusCode)
+	}
+
+	// The front page is main's: switched off there too, and when main is
+	// missing its 404 does not link back to itself.
+	testdb.Exec(t, a.dbURL, `update counters set plus_one = false where name = 'main'`)
+	a.waitPage(t, "/?counted", "front page without +1", func(resp *http.Response, body string) bool {
+		return resp.StatusCode == 200 && parse(t, body).Find("form[hx-post]").Length() == 0
+	})
+	testdb.Exec(t, a.dbURL, `delete from counters where name = 'main'`)
+	a.waitPage(t, "/", "404 of the missing main", func(resp *http.Response, body string) bool {
+		return resp.StatusCode == 404
+	})
+	checked := 0
+	for _, path := range []string{"/", "/c/main"} {
+		resp, body := a.do(t, "GET", path, nil, nil)
+		checked++
+		if resp.StatusCode != 404 || parse(t, body).Find(`a[href="/"]`).Length() != 0 {
+			t.Errorf("GET %s with main missing: %d, links to /: %d", path, resp.StatusCode, parse(t, body).Find(`a[href="/"]`).Length())
+		}
+	}
+	if resp, body := a.do(t, "GET", "/c/nope", nil, nil); resp.StatusCode != 404 || parse(t, body).Find(`a[href="/"]`).Length() != 1 {
+		t.Errorf("GET /c/nope: %d, want 404 with a link to the front page", resp.StatusCode)
+	}
+	if checked != 2 {
+		t.Fatal("not every path checked")
+	}
+}
+
+// The counter page shows today's bots apart (a first test with curl is
+// one), an empty chart says so, the badge is previewed beside its snippet,
+// each snippet has its Copy button, and the front page points at named
+// counters.
+func TestCounterPageDetails(t *testing.T) {
+	a := newAppWith(t, web.Config{})
+	a.do(t, "GET", "/c/blog", nil, map[string]string{"User-Agent": "curl/8.5.0"})
+	cookie := map[string]string{"Cookie": "hitcounter_dont_count=1"}
+	resp, body := a.do(t, "GET", "/c/blog", nil, cookie)
+	wantStatus(t, resp, 200)
+	doc := parse(t, body)
+	if got := doc.Find("#bots").Text(); got != "1" || !strings.Contains(doc.Find(".bots").Text(), "not counted") {
+		t.Errorf("bots today: %q in %q, want 1, said not counted", got, doc.Find(".bots").Text())
+	}
+	if figure(t, body, "count") != 0 || doc.Find("#chart-empty").Length() != 1 || doc.Find("#chart").Length() != 0 {
+		t.Errorf("no views yet: want a count of 0 and the empty chart's words:\n%s", body)
+	}
+	if got := doc.Find("img#badge-preview").AttrOr("src", ""); got != "/c/blog/badge.svg?count=0" {
+		t.Errorf("badge preview src %q", got)
+	}
+	areas := doc.Find(".snippet textarea")
+	copies := 0
+	areas.Each(func(_ int, ta *goquery.Selection) {
+		id := ta.AttrOr("id", "")
+		if ta.Parent().Find(`button.copy[data-copy="`+id+`"]`).Length() == 1 {
+			copies++
+		}
+	})
+	if areas.Length() < 4 || copies != areas.Length() {
+		t.Errorf("%d snippets, %d with their Copy button", areas.Length(), copies)
+	}
+	if doc.Find(`script[src="/static/copy.js"]`).Length() != 1 {
+		t.Error("the page does not load copy.js")
+	}
+	if resp, _ := a.do(t, "GET", "/static/copy.js", nil, nil); resp.StatusCode != 200 {
+		t.Errorf("/static/copy.js: %d", resp.StatusCode)
+	}
+	// The poll of the page (and only it) carries the bots and the chart.
+	_, body = a.do(t, "GET", "/c/blog/count?page", nil, htmx)
+	if doc := parse(t, body); doc.Find("#bots").Length() != 1 || doc.Find(`#history[hx-swap-oob]`).Length() != 1 {
+		t.Errorf("the page's poll lacks the bots or the chart:\n%s", body)
+	}
+	_, body = a.do(t, "GET", "/c/blog/count", nil, htmx)
+	if doc := parse(t, body); doc.Find("#bots").Length() != 0 || doc.Find("#history").Length() != 0 {
+		t.Errorf("an embed's poll carries the page's parts:\n%s", body)
+	}
+	_, body = a.do(t, "GET", "/", nil, nil)
+	if !strings.Contains(parse(t, body).Find(".hint").Text(), "/c/NAME") {
+		t.Errorf("the front page does not mention named counters:\n%s", body)
+	}
+}
+
+// Every API error is problem JSON, those of the middleware included, and
+// a read's CORS preflight is answered.
+func TestAPIPreflightAndProblems(t *testing.T) {
+	a := newAppWith(t, web.Config{APIToken: "secret", MaxBodyBytes: 1024})
+	resp, body := a.do(t, "OPTIONS", "/api/counters/blog/days", nil, map[string]string{
+		"Origin": "https://blog.example.com", "Access-Control-Request-Method": "GET",
+		"Access-Control-Request-Headers": "x-request-id"})
+	h := resp.Header
+	if resp.StatusCode != 204 || h.Get("Access-Control-Allow-Origin") != "*" || !strings.Contains(h.Get("Access-Control-Allow-Methods"), "GET") ||
+		h.Get("Access-Control-Allow-Headers") != "x-request-id" || body != "" {
+		t.Errorf("preflight: %d %v %q", resp.StatusCode, h, body)
+	}
+	big := strings.Repeat("x", 2048)
+	cases := []struct {
+		method, path string
+		header       map[string]string
+		body         string
+		status       int
+		detail       string
+	}{
+		{"DELETE", "/api/counters/blog", nil, "", 405, "This address does not accept DELETE requests."},
+		{"OPTIONS", "/api/counters/blog", nil, "", 405, "This address does not accept OPTIONS requests."},
+		{"POST", "/api/counters/blog/hit", map[string]string{"Authorization": "Bearer secret", "Sec-Fetch-Site": "cross-site"}, "", 403, "Cross-site requests are refused."},
+		{"POST", "/api/counters/blog/hit", map[string]string{"Authorization": "Bearer secret"}, big, 413, "The request body is too large."},
+		{"GET", "/api/nope", nil, "", 404, "There is no page at this address."},
+		{"GET", "/api/counters/nope", nil, "", 404, "That counter does not exist."},
+	}
+	for _, c := range cases {
+		var rd io.Reader
+		if c.body != "" {
+			rd = strings.NewReader(c.body)
+		}
+		resp, body := a.do(t, c.method, c.path, rd, c.header)
+		var p struct {
+			Status int    `json:"status"`
+			Title  string `json:"title"`
+			Detail string `json:"detail"`
+		}
+		err := json.Unmarshal([]byte(body), &p)
+		if resp.StatusCode != c.status || resp.Header.Get("Content-Type") != "application/problem+json" || err != nil ||
+			p.Status != c.status || p.Detail != c.detail || p.Title != http.StatusText(c.status) {
+			t.Errorf("%s %s: %d %q, %v\n%s", c.method, c.path, resp.StatusCode, resp.Header.Get("Content-Type"), err, body)
+		}
+		if resp.Header.Get("Access-Control-Allow-Origin") != "*" {
+			t.Errorf("%s %s: the error is not readable from other origins", c.method, c.path)
+		}
+	}
+	if got := testdb.Hits(t, a.dbURL, "blog"); got != 0 {
+		t.Errorf("refused requests counted: %d", got)
+	}
+	// Outside /api/ errors stay pages.
+	if resp, _ := a.do(t, "DELETE", "/c/blog", nil, nil); !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") {
+		t.Errorf("DELETE /c/blog: %q, want a page", resp.Header.Get("Content-Type"))
 	}
 }

@@ -3,6 +3,7 @@ package web
 import (
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 
 	"github.com/a-h/templ"
@@ -12,10 +13,11 @@ import (
 )
 
 // embed is /c/{name}/embed: the counter alone, for an iframe on the
-// owner's pages. Viewing it counts, unless ?count=0 (a second embed of the
-// same counter on one page) or it is the page a no-JavaScript click
-// returned to. Its look is embedOptions. Only the origins in EmbedOrigins
-// (and this one) may frame it; every other page refuses any framing.
+// owner's pages. Viewing it counts when the browser will show it (see
+// shownByBrowser), unless ?count=0 (a second embed of the same counter on
+// one page) or it is the page a no-JavaScript click returned to. Its look
+// is embedOptions. Only the origins in EmbedOrigins (and this one) may
+// frame it; every other page refuses any framing.
 func (s *server) embed(w http.ResponseWriter, r *http.Request) error {
 	name, err := counterOf(r)
 	if err != nil {
@@ -31,7 +33,7 @@ func (s *server) embed(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	var c db.Counts
-	if count {
+	if count && s.shownByBrowser(r) {
 		c, err = s.pageView(r, name)
 	} else {
 		c, err = s.store.Counts(r.Context(), name)
@@ -39,6 +41,7 @@ func (s *server) embed(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	o.button = o.button && !c.NoPlusOne
 	s.allowFraming(w)
 	return s.render(w, r, http.StatusOK, s.embedView(name, o, s.counterView(r, c)))
 }
@@ -133,6 +136,32 @@ func (s *server) allowFraming(w http.ResponseWriter) {
 	h.Set("Content-Security-Policy", strings.Replace(contentSecurityPolicy,
 		"frame-ancestors 'none'", "frame-ancestors "+s.frameAncestors(), 1))
 	h.Del("X-Frame-Options")
+}
+
+// shownByBrowser tells whether the browser will show this embed: opened
+// by itself, or framed by this origin or one of EmbedOrigins. Framed by
+// any other site, frame-ancestors makes the browser show an error page
+// instead, and a view nobody saw must not count. The framing page's origin
+// is Sec-Fetch-Site's same-origin or, across sites, the Referer's (whose
+// default policy sends the origin); a page that sends no Referer cannot
+// be told from a refused one, so it does not count. Clients without Fetch
+// Metadata (old browsers, scripts) count unless their Referer names a
+// site that may not frame the embed.
+func (s *server) shownByBrowser(r *http.Request) bool {
+	ref, err := url.Parse(r.Header.Get("Referer"))
+	if err != nil || ref.Host == "" {
+		ref = &url.URL{}
+	}
+	origin := ref.Scheme + "://" + ref.Host
+	allowed := slices.ContainsFunc(s.cfg.EmbedOrigins, func(o string) bool { return strings.EqualFold(o, origin) })
+	switch r.Header.Get("Sec-Fetch-Dest") {
+	case "iframe", "frame":
+		return r.Header.Get("Sec-Fetch-Site") == "same-origin" || allowed
+	case "":
+		return ref.Host == "" || strings.EqualFold(ref.Host, r.Host) || allowed
+	default: // a document of its own: a visitor opened the embed's address
+		return true
+	}
 }
 
 // frameAncestors is the CSP source list of who may frame an embed.

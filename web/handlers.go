@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/a-h/templ"
 	"github.com/go-chi/chi/v5"
 
 	"github.com/hitcounter/hitcounter/db"
@@ -18,6 +19,36 @@ import (
 // countedParam marks the page a no-JavaScript click redirects to: that view
 // shows the hit the click just added instead of counting another one.
 const countedParam = "counted"
+
+// pageParam marks the requests of a counter's own page, its poll and its
+// +1: their answers carry today's bots and the chart (LiveFragment).
+const pageParam = "page"
+
+// onPage tells a request of a counter's own page.
+func onPage(r *http.Request) bool {
+	rctx := chi.RouteContext(r.Context())
+	return rctx != nil && rctx.RoutePattern() == "/c/{name}" || r.URL.Query().Has(pageParam)
+}
+
+// switchesOf are the owner's switches of a counter (db.Switches); an
+// unknown one has the defaults, since counting it may create it
+// (AUTO_CREATE) and otherwise answers its own 404.
+func (s *server) switchesOf(r *http.Request, name string) (db.Switches, error) {
+	c, err := s.store.Counts(r.Context(), name)
+	if errors.Is(err, db.ErrNotFound) {
+		return db.Switches{}, nil
+	}
+	return c.Switches, err
+}
+
+// pageShown refuses the page of a counter whose owner switched it off.
+func (s *server) pageShown(r *http.Request, name string) (db.Switches, error) {
+	sw, err := s.switchesOf(r, name)
+	if err == nil && sw.NoPage {
+		err = errorf(http.StatusNotFound, "This counter has no public page.")
+	}
+	return sw, err
+}
 
 // counterOf is the counter a request is about: the {name} of /c/{name}/…,
 // or the main counter. A name outside the rule is refused before any
@@ -47,11 +78,23 @@ func counterPath(name string) string {
 // index is the home page. Viewing it counts a hit and shows the counted
 // value; HEAD and the redirect after a no-JavaScript click only read.
 func (s *server) index(w http.ResponseWriter, r *http.Request) error {
+	if _, err := s.pageShown(r, mainCounter); err != nil {
+		return err
+	}
 	c, err := s.pageView(r, mainCounter)
 	if err != nil {
 		return err
 	}
-	return s.render(w, r, http.StatusOK, views.HomePage(views.Page{Assets: s.assets, Counter: s.counterView(r, c)}))
+	return s.render(w, r, http.StatusOK, s.homeView(s.counterView(r, c), c.Switches))
+}
+
+// homeView is the front page around its fragment v.
+func (s *server) homeView(v views.Counter, sw db.Switches) templ.Component {
+	p := views.Page{Assets: s.assets, Counter: v}
+	if !sw.NoPlusOne {
+		p.Hit = "/hit"
+	}
+	return views.HomePage(p)
 }
 
 // pageView counts a page view, or only reads for HEAD and the page a
@@ -74,12 +117,19 @@ func (s *server) hit(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	w.Header().Add("Vary", "HX-Request")
+	sw, err := s.switchesOf(r, name)
+	if err != nil {
+		return err
+	}
+	if sw.NoPlusOne {
+		return errorf(http.StatusForbidden, "The owner has switched +1 off for this counter.")
+	}
 	c, err := s.view(r, name)
 	if err != nil {
 		return err
 	}
 	if isHTMX(r) {
-		return s.render(w, r, http.StatusOK, views.CounterFragment(s.counterView(r, c)))
+		return s.render(w, r, http.StatusOK, s.liveView(r, name, c))
 	}
 	back := counterPath(name) + "?" + countedParam
 	if q := r.URL.Query(); q.Has("embed") {
@@ -104,18 +154,32 @@ func (s *server) count(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	p, _ := s.lastPolls.Load(name)
+	key := name
+	if onPage(r) {
+		key += "?" + pageParam
+	}
+	p, _ := s.lastPolls.Load(key)
 	last, _ := p.(*renderedPoll)
 	if last == nil || last.counts != c {
-		body, err := s.renderBytes(w, r, views.CounterFragment(s.counterView(r, c)))
+		body, err := s.renderBytes(w, r, s.liveView(r, name, c))
 		if err != nil {
 			return err
 		}
 		last = &renderedPoll{counts: c, body: body, etag: etagOf(body)}
-		s.lastPolls.Store(name, last)
+		s.lastPolls.Store(key, last)
 	}
 	s.send(w, r, http.StatusOK, last.body, last.etag)
 	return nil
+}
+
+// liveView is what a click or a poll swaps: the counter, and on the
+// counter's own page its chart too.
+func (s *server) liveView(r *http.Request, name string, c db.Counts) templ.Component {
+	v := s.counterView(r, c)
+	if v.ShowBots {
+		return views.LiveFragment(v, s.chart(r, name))
+	}
+	return views.CounterFragment(v)
 }
 
 // renderedPoll is a poll answer as sent: the same for every poller of the
@@ -136,7 +200,11 @@ func (s *server) counterView(r *http.Request, c db.Counts) views.Counter {
 	v := views.Counter{Hits: c.Total, PollEvery: s.cfg.PollInterval, Poll: "/count"}
 	if name != mainCounter {
 		v.Poll = "/c/" + name + "/count"
-		v.Today = &views.Today{Views: c.Views, Visitors: c.Visitors}
+		v.Today = &views.Today{Views: c.Views, Visitors: c.Visitors, Bots: c.Bots}
+		if onPage(r) {
+			v.Poll += "?" + pageParam
+			v.ShowBots = true
+		}
 	}
 	return v
 }

@@ -32,6 +32,10 @@ func (s *server) handle(h handlerFunc) http.HandlerFunc {
 			return
 		}
 		noteError(r, err)
+		if isAPI(r) {
+			s.sendProblem(w, r, err)
+			return
+		}
 		status, view := s.problemView(w, r, err)
 		if err := s.render(w, r, status, view); err != nil {
 			noteError(r, err)
@@ -49,20 +53,29 @@ func (s *server) problemView(w http.ResponseWriter, r *http.Request, err error) 
 	v := s.counterView(r, db.Counts{})
 	v.Problem, v.Today = msg, nil
 	name, nameErr := counterOf(r)
-	switch route := chi.RouteContext(r.Context()).RoutePattern(); {
+	route := chi.RouteContext(r.Context()).RoutePattern()
+	switch {
 	case isHTMX(r):
 		return status, views.CounterFragment(v)
 	case status < 500 || nameErr != nil:
 	case route == "/" || route == "/hit":
-		return status, views.HomePage(views.Page{Assets: s.assets, Counter: v})
+		return status, s.homeView(v, db.Switches{})
 	case route == "/c/{name}" || route == "/c/{name}/hit":
-		return status, s.counterPageView(r, name, v, nil)
+		return status, s.counterPageView(r, name, v, db.Switches{}, views.Chart{Unavailable: true})
 	case route == "/c/{name}/embed":
 		s.allowFraming(w)
 		o, _ := parseEmbedOptions(r.URL.Query()) // a bad one is a 400, not here
 		return status, s.embedView(name, o, v)
 	}
-	return status, views.ErrorPage(views.Error{Assets: s.assets, Title: http.StatusText(status), Message: msg})
+	// The front page is the main counter's: when that is what is missing,
+	// a link back to it would lead here again.
+	home := !(status == http.StatusNotFound && nameErr == nil && name == mainCounter && counterRoute(route))
+	return status, views.ErrorPage(views.Error{Assets: s.assets, Title: http.StatusText(status), Message: msg, Home: home})
+}
+
+// counterRoute tells the routes that are about one counter.
+func counterRoute(route string) bool {
+	return route == "/" || route == "/hit" || route == "/count" || strings.HasPrefix(route, "/c/{name}")
 }
 
 // render writes a component with a status. It renders into a buffer first,

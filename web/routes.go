@@ -21,6 +21,7 @@ func (s *server) routes() error {
 	r.Use(s.logRequests)
 	r.Use(s.recoverPanics)
 	r.Use(securityHeaders)
+	r.Use(preflightAPI)
 	r.Use(s.refuseCrossOrigin)
 	r.Use(s.limitBody)
 	r.Use(s.deadline)

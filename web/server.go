@@ -113,21 +113,19 @@ func NewServer(cfg Config, store Store, staticFS fs.FS, htmxFile string, log *sl
 	if err != nil {
 		return nil, err
 	}
-	for _, name := range []string{htmxFile, "style.css", "favicon.svg"} {
-		if !st.has(name) {
-			return nil, fmt.Errorf("static file %q is missing", name)
+	a := views.Assets{HTMX: htmxFile, CSS: "style.css", Favicon: "favicon.svg", Copy: "copy.js"}
+	for _, name := range []*string{&a.HTMX, &a.CSS, &a.Favicon, &a.Copy} {
+		if !st.has(*name) {
+			return nil, fmt.Errorf("static file %q is missing", *name)
 		}
+		*name = "/static/" + *name
 	}
 	s := &server{
 		cfg:    cfg.withDefaults(),
 		store:  store,
 		log:    log,
 		static: st,
-		assets: views.Assets{
-			HTMX:    "/static/" + htmxFile,
-			CSS:     "/static/style.css",
-			Favicon: "/static/favicon.svg",
-		},
+		assets: a,
 	}
 	s.bots = newBotDetector()
 	s.burst = newBurstCap(s.cfg.BurstLimit, time.Minute)

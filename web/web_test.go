@@ -545,10 +545,14 @@ func TestDatabaseDownAndBack(t *testing.T) {
 		{"GET", "/c/blog", nil},
 		{"GET", "/c/blog/count", htmx},
 		{"POST", "/c/blog/hit", htmx},
+		{"GET", "/c/blog/count?page", htmx},
 		{"GET", "/readyz", nil},
 	} {
 		poll := "/count"
-		if strings.HasPrefix(r.path, "/c/blog") {
+		switch {
+		case r.path == "/c/blog" || strings.HasSuffix(r.path, "?page"):
+			poll = "/c/blog/count?page" // the counter's own page
+		case strings.HasPrefix(r.path, "/c/blog"):
 			poll = "/c/blog/count"
 		}
 		resp, body := a.do(t, r.method, r.path, nil, r.header)
