@@ -5,7 +5,7 @@ GO    ?= go
 BIN   := bin/hitcounter
 PGDIR := .pgdata
 
-.PHONY: run counters test faults test-ha fuzz test-compose build generate check-generated lint bench db-stop clean
+.PHONY: run counters test faults test-ha fuzz test-compose build generate check-generated lint bench db-url db-stop db-delete clean
 
 # Go itself is the one thing these targets cannot install (Debian's golang
 # package is older than go.mod's go line).
@@ -18,8 +18,9 @@ run: build
 	@scripts/deps postgresql
 	@if [ -z "$$DATABASE_URL" ]; then \
 		DATABASE_URL=$$(scripts/pg start $(PGDIR)) || exit 1; export DATABASE_URL; \
-		echo "using a local PostgreSQL in $(PGDIR)/ (stop it with: make db-stop)"; \
+		echo "using a local PostgreSQL in $(PGDIR)/ (stop it with: make db-stop; psql \"\$$(make -s db-url)\")"; \
 	fi; \
+	echo "next: open the address in the 'listening' line below; a counter for another page: make counters ARGS='create blog', then open /c/blog there"; \
 	exec ./$(BIN) -migrate
 
 ## counters: the owner's controls on make run's database (or DATABASE_URL), e.g. make counters ARGS='create blog'
@@ -111,8 +112,24 @@ bench: build
 		$(if $(BASELINE),-baseline bin/hitcounter-baseline) && \
 		$(GO) test -run "^$$" -bench . -benchtime 1s ./...'
 
+## db-url: the URL of make run's local PostgreSQL, e.g. psql "$$(make -s db-url)"
+db-url:
+	@scripts/pg url $(PGDIR)
+
 db-stop:
 	@scripts/pg stop $(PGDIR)
 
-clean: db-stop
-	rm -rf bin $(PGDIR)
+## db-delete: stop make run's local PostgreSQL and delete it with every count in it, once you type yes
+##            (or CONFIRM=yes)
+db-delete:
+	@if [ ! -e $(PGDIR) ]; then echo "no local database in $(PGDIR)/"; exit 0; fi; \
+	if [ "$(CONFIRM)" != yes ]; then \
+		printf 'This deletes the local database in %s/ and every count in it. Type yes to go on: ' "$(PGDIR)"; \
+		read answer || true; [ "$$answer" = yes ] || { echo "kept $(PGDIR)/"; exit 1; }; \
+	fi; \
+	scripts/pg stop $(PGDIR); target=$$(readlink $(PGDIR) || true); rm -rf $(PGDIR) $${target:+"$$target"}; \
+	echo "deleted $(PGDIR)/"
+
+## clean: remove what the build made (bin/); the local database stays (make db-delete removes it)
+clean:
+	rm -rf bin
