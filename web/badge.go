@@ -1,6 +1,7 @@
 package web
 
 import (
+	"cmp"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -24,35 +25,28 @@ const maxBadgeLabel = 40 // characters
 // badge is /c/{name}/badge.svg: the counter as an SVG badge for READMEs and
 // pages. Fetching it counts a view, unless ?count=0 (several badges of one
 // counter on a page) or HEAD. Every query parameter is checked before
-// anything is counted. A storage failure still answers a badge, saying
-// "unavailable" with the failure's status, so an image in a page does not
-// turn into a broken one.
+// anything is counted. Whatever goes wrong, it still answers a badge, with
+// the error's status, as shields.io does: an <img> of an HTML error page is
+// a broken image, which tells the page's reader and its author nothing.
 func (s *server) badge(w http.ResponseWriter, r *http.Request) error {
-	name, err := counterOf(r)
-	if err != nil {
-		return err
-	}
+	name, nameErr := counterOf(r)
 	p, err := badgeParamsOf(r.URL.RawQuery)
-	if err != nil {
-		return err
-	}
+	err = cmp.Or(nameErr, err) // the name is checked first
 	var c db.Counts
-	if p.count && r.Method != http.MethodHead {
-		c, err = s.view(r, name)
-	} else {
-		c, err = s.store.Counts(r.Context(), name)
+	if err == nil {
+		if p.count && r.Method != http.MethodHead {
+			c, err = s.view(r, name)
+		} else {
+			c, err = s.store.Counts(r.Context(), name)
+		}
 	}
 	status := http.StatusOK
 	var b views.Badge
-	switch {
-	case err == nil:
-		b = views.CountBadge(p.label, p.figure(c), p.abbr, p.labelColor, p.color)
-	case isStorageFailure(err):
+	if err == nil {
+		b = views.CountBadge(p.label, p.figure.of(c), p.abbr, p.look)
+	} else {
 		noteError(r, err)
-		status, _ = problem(err)
-		b = views.NewBadge(p.label, badgeFailureText(status), p.labelColor, views.BadgeErrorColor)
-	default:
-		return err // not found: the error page says so
+		status, b = p.errorBadge(err)
 	}
 	body, err := s.renderBytes(w, r, views.BadgeSVG(b))
 	if err != nil {
@@ -69,8 +63,29 @@ func (s *server) badge(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-func badgeFailureText(status int) string {
-	if status == http.StatusServiceUnavailable {
+// errorBadge says in a word what went wrong, in the error colour, with the
+// label and look of the parameters that are valid. A request's error
+// (4xx) adds its message to the title, which a browser opening the URL
+// shows as the tab's title: it says what to fix in the URL. A failure of
+// ours has nothing to fix there.
+func (p badgeParams) errorBadge(err error) (int, views.Badge) {
+	status, msg := problem(err)
+	look := p.look
+	look.Color = views.BadgeErrorColor
+	b := views.NewBadge(p.label, badgeErrorText(status), look)
+	if status < 500 {
+		b.Title += " — " + msg
+	}
+	return status, b
+}
+
+func badgeErrorText(status int) string {
+	switch status {
+	case http.StatusBadRequest:
+		return "invalid"
+	case http.StatusNotFound:
+		return "not found"
+	case http.StatusServiceUnavailable:
 		return "unavailable"
 	}
 	return "error"
@@ -78,90 +93,137 @@ func badgeFailureText(status int) string {
 
 // badgeParams are a badge's query parameters, checked.
 type badgeParams struct {
-	label, color, labelColor string
-	show                     string // views, visitors or today
-	count, abbr              bool
+	label       string
+	figure      badgeFigure
+	look        views.BadgeLook
+	count, abbr bool
 }
 
-// figure is the number the badge shows.
-func (p badgeParams) figure(c db.Counts) int64 {
-	switch p.show {
-	case "visitors":
-		return c.Visitors
-	case "today":
-		return c.Views
-	default:
-		return c.Total
-	}
+// badgeFigure is a figure a badge can show (show=): its name, its default
+// label, and where it is in the counts.
+type badgeFigure struct {
+	show, label string
+	of          func(db.Counts) int64
 }
+
+// badgeFigures are the figures, the default first. Visitors are today's:
+// the label says so, as a badge on a README reads as all-time.
+var badgeFigures = []badgeFigure{
+	{"views", "views", func(c db.Counts) int64 { return c.Total }},
+	{"visitors", "visitors today", func(c db.Counts) int64 { return c.Visitors }},
+	{"today", "today", func(c db.Counts) int64 { return c.Views }},
+}
+
+// badgeKeys are the parameters a badge takes.
+var badgeKeys = []string{"label", "color", "labelColor", "count", "show", "abbr", "style"}
 
 // badgeParamsOf checks the query. A parameter given is checked even when
 // empty; unknown ones are ignored, since READMEs add their own to bust
-// caches (?v=2).
+// caches (?v=2). The error is the first bad parameter's; the parameters
+// returned with it are the valid ones and defaults, for the error badge.
 func badgeParamsOf(rawQuery string) (badgeParams, error) {
+	p := badgeParams{figure: badgeFigures[0], label: badgeFigures[0].label, count: true,
+		look: views.BadgeLook{LabelColor: views.DefaultBadgeLabelColor, Color: views.DefaultBadgeColor}}
 	q, err := url.ParseQuery(rawQuery)
 	if err != nil {
-		return badgeParams{}, errorf(http.StatusBadRequest, "The query string is not valid: separate parameters with & and escape special characters (%XX).")
+		return p, errorf(http.StatusBadRequest, "The query string is not valid: separate parameters with & and escape special characters (%XX).")
 	}
-	for _, k := range []string{"label", "color", "labelColor", "count", "show", "abbr"} {
+	// All are checked (cmp.Or's arguments are all evaluated), so the error
+	// badge has every valid one; a bad one leaves its default.
+	err = cmp.Or(
+		badgeGivenOnce(q),
+		badgeFigureOf(q, &p.figure),
+		badgeFlag(q, "count", &p.count),
+		badgeFlag(q, "abbr", &p.abbr),
+		badgeStyle(q, &p.look.Style),
+		badgeColor(q, "color", &p.look.Color),
+		badgeColor(q, "labelColor", &p.look.LabelColor),
+	)
+	p.label = p.figure.label // each figure's own name is its default label
+	return p, cmp.Or(err, badgeLabel(q, &p.label))
+}
+
+func badgeGivenOnce(q url.Values) error {
+	for _, k := range badgeKeys {
 		if len(q[k]) > 1 {
-			return badgeParams{}, errorf(http.StatusBadRequest, k+" is given more than once.")
+			return errorf(http.StatusBadRequest, k+" is given more than once.")
 		}
 	}
-	p := badgeParams{show: "views", count: true, color: views.DefaultBadgeColor, labelColor: views.DefaultBadgeLabelColor}
-	if q.Has("show") {
-		switch p.show = q.Get("show"); p.show {
-		case "views", "visitors", "today":
-		default:
-			return badgeParams{}, errorf(http.StatusBadRequest, "show must be views, visitors or today.")
+	return nil
+}
+
+func badgeFigureOf(q url.Values, f *badgeFigure) error {
+	if !q.Has("show") {
+		return nil
+	}
+	names := make([]string, len(badgeFigures))
+	for i, fig := range badgeFigures {
+		if fig.show == q.Get("show") {
+			*f = fig
+			return nil
 		}
+		names[i] = fig.show
 	}
-	if p.count, err = badgeFlag(q, "count", true); err != nil {
-		return badgeParams{}, err
-	}
-	if p.abbr, err = badgeFlag(q, "abbr", false); err != nil {
-		return badgeParams{}, err
-	}
-	if p.color, err = badgeColor(q, "color", p.color); err != nil {
-		return badgeParams{}, err
-	}
-	if p.labelColor, err = badgeColor(q, "labelColor", p.labelColor); err != nil {
-		return badgeParams{}, err
-	}
-	p.label = p.show // each figure's own name is its default label
-	if q.Has("label") {
-		p.label = q.Get("label")
-		if !validLabel(p.label) {
-			return badgeParams{}, errorf(http.StatusBadRequest, "label must be 1 to "+strconv.Itoa(maxBadgeLabel)+" printable characters, not all spaces.")
-		}
-	}
-	return p, nil
+	return errorf(http.StatusBadRequest, "show must be "+orList(names)+".")
 }
 
 // badgeFlag is a parameter of 0 or 1.
-func badgeFlag(q url.Values, k string, def bool) (bool, error) {
+func badgeFlag(q url.Values, k string, v *bool) error {
 	if !q.Has(k) {
-		return def, nil
+		return nil
 	}
 	switch q.Get(k) {
 	case "0":
-		return false, nil
+		*v = false
 	case "1":
-		return true, nil
+		*v = true
+	default:
+		return errorf(http.StatusBadRequest, k+" must be 0 or 1.")
 	}
-	return false, errorf(http.StatusBadRequest, k+" must be 0 or 1.")
+	return nil
 }
 
-func badgeColor(q url.Values, k, def string) (string, error) {
-	if !q.Has(k) {
-		return def, nil
+func badgeStyle(q url.Values, style *views.BadgeStyle) error {
+	if !q.Has("style") {
+		return nil
 	}
-	fill, ok := views.BadgeColor(q.Get(k))
+	s, ok := views.BadgeStyleOf(q.Get("style"))
 	if !ok {
-		return "", errorf(http.StatusBadRequest, k+" must be a colour name ("+
-			strings.Join(views.BadgeColorNames(), ", ")+") or 3 or 6 hex digits, like 4c1 or 44cc11.")
+		return errorf(http.StatusBadRequest, "style must be "+orList(views.BadgeStyleNames())+".")
 	}
-	return fill, nil
+	*style = s
+	return nil
+}
+
+func badgeColor(q url.Values, k string, fill *string) error {
+	if !q.Has(k) {
+		return nil
+	}
+	c, ok := views.BadgeColor(q.Get(k))
+	if !ok {
+		return errorf(http.StatusBadRequest, k+" must be "+views.BadgeColorRule+".")
+	}
+	*fill = c
+	return nil
+}
+
+func badgeLabel(q url.Values, label *string) error {
+	if !q.Has("label") {
+		return nil
+	}
+	if !validLabel(q.Get("label")) {
+		return errorf(http.StatusBadRequest, "label must be 1 to "+strconv.Itoa(maxBadgeLabel)+" printable characters, not all spaces.")
+	}
+	*label = q.Get("label")
+	return nil
+}
+
+// orList is "a, b or c".
+func orList(names []string) string {
+	if len(names) < 2 {
+		return strings.Join(names, "")
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
 }
 
 // validLabel allows letters, marks, digits, punctuation, symbols and

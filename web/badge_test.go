@@ -18,6 +18,14 @@ import (
 // seedBadgeCounter creates a counter straight in the database.
 func seedBadgeCounter(t *testing.T, dbURL, name string, hits int64) {
 	t.Helper()
+	testdb.Exec(t, dbURL, "insert into counters (name, hits) values ($1, $2)", name, hits)
+}
+
+// badgeCounted is everything a badge view can change, summed: the counters
+// (their number too, so an unknown counter never appears), their totals,
+// their day rows.
+func badgeCounted(t *testing.T, dbURL string) int64 {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	conn, err := pgx.Connect(ctx, dbURL)
@@ -25,20 +33,49 @@ func seedBadgeCounter(t *testing.T, dbURL, name string, hits int64) {
 		t.Fatal(err)
 	}
 	defer conn.Close(context.Background())
-	if _, err := conn.Exec(ctx, "insert into counters (name, hits) values ($1, $2)", name, hits); err != nil {
+	var n int64
+	err = conn.QueryRow(ctx, `select
+		(select count(*) + coalesce(sum(hits), 0) from counters) +
+		(select coalesce(sum(views + visitors + bots + filtered), 0) from counter_days)`).Scan(&n)
+	if err != nil {
 		t.Fatal(err)
 	}
+	return n
 }
 
 // badgeSVG is what the tests read back from a badge.
 type badgeSVG struct {
-	Title string   `xml:"title"`
-	Texts []string `xml:"g>text"`
+	Height string `xml:"height,attr"`
+	Title  string `xml:"title"`
+	Texts  []struct {
+		Text   string `xml:",chardata"`
+		Fill   string `xml:"fill,attr"`
+		Shadow string `xml:"aria-hidden,attr"`
+	} `xml:"g>text"`
+	Boxes []struct {
+		Fill string `xml:"fill,attr"`
+	} `xml:"g>rect"`
 }
 
 // readBadge parses a badge answer and returns its title and its two texts
-// (label, value), checking the answer is an SVG image.
+// as drawn (label, value; not their shadows), checking the answer is an
+// SVG image.
 func readBadge(t *testing.T, resp *http.Response, body string) (title, label, value string) {
+	t.Helper()
+	b := parseBadgeSVG(t, resp, body)
+	var texts []string
+	for _, text := range b.Texts {
+		if text.Shadow == "" {
+			texts = append(texts, text.Text)
+		}
+	}
+	if len(texts) != 2 {
+		t.Fatalf("badge texts %+v", b.Texts)
+	}
+	return b.Title, texts[0], texts[1]
+}
+
+func parseBadgeSVG(t *testing.T, resp *http.Response, body string) badgeSVG {
 	t.Helper()
 	if ct := resp.Header.Get("Content-Type"); ct != "image/svg+xml; charset=utf-8" {
 		t.Fatalf("Content-Type %q", ct)
@@ -47,10 +84,7 @@ func readBadge(t *testing.T, resp *http.Response, body string) (title, label, va
 	if err := xml.Unmarshal([]byte(body), &b); err != nil {
 		t.Fatalf("badge is not XML: %v\n%s", err, body)
 	}
-	if len(b.Texts) != 4 { // each text has its shadow
-		t.Fatalf("badge texts %q", b.Texts)
-	}
-	return b.Title, b.Texts[1], b.Texts[3]
+	return b
 }
 
 func TestBadgeCountsAndShows(t *testing.T) {
@@ -108,7 +142,7 @@ func TestBadgeShowsTodaysFigures(t *testing.T) {
 	a.do(t, "GET", "/c/blog/badge.svg", nil, other)
 
 	for query, want := range map[string]string{
-		"show=visitors&count=0":        "visitors: 2",
+		"show=visitors&count=0":        "visitors today: 2", // a README reads as all-time
 		"show=today&count=0":           "today: 3",
 		"show=views&count=0":           "views: 103",
 		"show=today&count=0&label=hoy": "hoy: 3",
@@ -126,19 +160,8 @@ func TestBadgeHeaders(t *testing.T) {
 	seedBadgeCounter(t, a.dbURL, "blog", 0)
 	resp, body := a.do(t, "GET", "/c/blog/badge.svg?count=0", nil, nil)
 	wantStatus(t, resp, 200)
-	h := resp.Header
-	for k, want := range map[string]string{
-		"Content-Type":            "image/svg+xml; charset=utf-8",
-		"Cache-Control":           "no-cache, no-store, must-revalidate, max-age=0",
-		"Expires":                 "0",
-		"Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
-		"X-Content-Type-Options":  "nosniff",
-	} {
-		if got := h.Get(k); got != want {
-			t.Errorf("%s: %q, want %q", k, got, want)
-		}
-	}
-	etag := h.Get("ETag")
+	wantBadgeHeaders(t, resp)
+	etag := resp.Header.Get("ETag")
 	if etag == "" {
 		t.Fatal("no ETag")
 	}
@@ -159,40 +182,91 @@ func TestBadgeHeaders(t *testing.T) {
 	}
 }
 
-// Bad parameters get 400 with a message saying what is wrong, and count
-// nothing.
+// wantErrorBadge checks an error answer is a badge, for an <img>: the
+// status, the badge's headers, the label, the value in a word in the error
+// colour, and the message in the title.
+func wantErrorBadge(t *testing.T, resp *http.Response, body string, status int, label, value, message string) {
+	t.Helper()
+	wantStatus(t, resp, status)
+	b := parseBadgeSVG(t, resp, body)
+	title, gotLabel, gotValue := readBadge(t, resp, body)
+	if gotLabel != label || gotValue != value || !strings.HasPrefix(title, label+": "+value+" — "+message) {
+		t.Errorf("badge says %q | %q titled %q; want %q | %q titled %q…", gotLabel, gotValue, title, label, value, label+": "+value+" — "+message)
+	}
+	if len(b.Boxes) < 2 || b.Boxes[1].Fill != "#9f9f9f" {
+		t.Errorf("value box %+v, want the error colour #9f9f9f", b.Boxes)
+	}
+	wantBadgeHeaders(t, resp)
+}
+
+// wantBadgeHeaders checks what every badge answer has, error or not.
+func wantBadgeHeaders(t *testing.T, resp *http.Response) {
+	t.Helper()
+	for k, want := range map[string]string{
+		"Content-Type":            "image/svg+xml; charset=utf-8",
+		"Cache-Control":           "no-cache, no-store, must-revalidate, max-age=0",
+		"Expires":                 "0",
+		"Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
+		"X-Content-Type-Options":  "nosniff",
+	} {
+		if got := resp.Header.Get(k); got != want {
+			t.Errorf("%s: %q, want %q", k, got, want)
+		}
+	}
+}
+
+// Bad parameters get 400 with an error badge, "invalid", whose title says
+// what is wrong; they count nothing, and HEAD gets the same without a body.
 func TestBadgeRefusesBadParameters(t *testing.T) {
 	a := newApp(t, web.Config{})
 	seedBadgeCounter(t, a.dbURL, "blog", 7)
+	const (
+		badLabel = "label must be 1 to 40 printable characters, not all spaces."
+		badColor = "color must be a colour name (shields.io's, like brightgreen, or a CSS one, like navy) or 3 or 6 hex digits, like 4c1 or 44cc11."
+		badQuery = "The query string is not valid"
+	)
 	for _, tt := range []struct {
-		query, message string
+		query, label, message string
 	}{
-		{"label=" + strings.Repeat("x", 41), "label must be 1 to 40 printable characters, not all spaces."},
-		{"label=", "label must be 1 to 40 printable characters, not all spaces."},
-		{"label=%20%20", "label must be 1 to 40 printable characters, not all spaces."},
-		{"label=a%00b", "label must be 1 to 40 printable characters, not all spaces."},
-		{"label=a%0Ab", "label must be 1 to 40 printable characters, not all spaces."},
-		{"label=a%E2%80%AEb", "label must be 1 to 40 printable characters, not all spaces."}, // right-to-left override
-		{"label=%FF", "label must be 1 to 40 printable characters, not all spaces."},
-		{"color=red%3Bx", "color must be a colour name ("},
-		{"color=%2312", "color must be a colour name ("},
-		{"color=javascript:alert(1)", "color must be a colour name ("},
-		{"color=", "color must be a colour name ("},
-		{"labelColor=url(%23s)", "labelColor must be a colour name ("},
-		{"count=2", "count must be 0 or 1."},
-		{"count=", "count must be 0 or 1."},
-		{"count=yes", "count must be 0 or 1."},
-		{"show=bogus", "show must be views, visitors or today."},
-		{"abbr=x", "abbr must be 0 or 1."},
-		{"label=a&label=b", "label is given more than once."},
-		{"color=red;x", "The query string is not valid"},
-		{"label=%zz", "The query string is not valid"},
+		{"label=" + strings.Repeat("x", 41), "views", badLabel},
+		{"label=", "views", badLabel},
+		{"label=%20%20", "views", badLabel},
+		{"label=a%00b", "views", badLabel},
+		{"label=a%0Ab", "views", badLabel},
+		{"label=a%E2%80%AEb", "views", badLabel}, // right-to-left override
+		{"label=%FF", "views", badLabel},
+		{"show=visitors&label=", "visitors today", badLabel}, // a bad label: the figure's own
+		{"label=readers&color=red%3Bx", "readers", badColor}, // a good label stays
+		{"color=%2312", "views", badColor},
+		{"color=javascript:alert(1)", "views", badColor},
+		{"color=", "views", badColor},
+		{"color=navyblue", "views", badColor},
+		{"labelColor=url(%23s)", "views", "labelColor must be a colour name (shields.io's"},
+		{"count=2", "views", "count must be 0 or 1."},
+		{"count=", "views", "count must be 0 or 1."},
+		{"count=yes", "views", "count must be 0 or 1."},
+		{"show=bogus", "views", "show must be views, visitors or today."},
+		{"abbr=x", "views", "abbr must be 0 or 1."},
+		{"style=social", "views", "style must be flat, flat-square, for-the-badge or plastic."},
+		{"style=", "views", "style must be flat, flat-square, for-the-badge or plastic."},
+		{"style=Flat", "views", "style must be flat, flat-square, for-the-badge or plastic."},
+		{"style=flat&style=plastic", "views", "style is given more than once."},
+		{"label=a&label=b", "a", "label is given more than once."},
+		{"color=red;x", "views", badQuery},
+		{"label=%zz", "views", badQuery},
 	} {
 		t.Run(tt.query, func(t *testing.T) {
+			before := badgeCounted(t, a.dbURL)
 			resp, body := a.do(t, "GET", "/c/blog/badge.svg?"+tt.query, nil, nil)
+			wantErrorBadge(t, resp, body, http.StatusBadRequest, tt.label, "invalid", tt.message)
+			resp, body = a.do(t, "HEAD", "/c/blog/badge.svg?"+tt.query, nil, nil)
 			wantStatus(t, resp, http.StatusBadRequest)
-			if got := parse(t, body).Find(".problem").Text(); !strings.HasPrefix(got, tt.message) {
-				t.Errorf("message %q, want %q", got, tt.message)
+			wantBadgeHeaders(t, resp)
+			if body != "" {
+				t.Errorf("HEAD answered a body: %q", body)
+			}
+			if after := badgeCounted(t, a.dbURL); after != before {
+				t.Errorf("a refused badge counted: %d, then %d", before, after)
 			}
 		})
 	}
@@ -201,18 +275,92 @@ func TestBadgeRefusesBadParameters(t *testing.T) {
 	}
 }
 
+// A bad counter name is 400 and an unknown (renamed, deleted) counter 404,
+// each as an error badge; neither counts anything.
 func TestBadgeOfBadOrUnknownCounter(t *testing.T) {
 	a := newApp(t, web.Config{})
-	resp, body := a.do(t, "GET", "/c/Bad%20Name/badge.svg", nil, nil)
-	wantStatus(t, resp, http.StatusBadRequest)
-	if got := parse(t, body).Find(".problem").Text(); !strings.HasPrefix(got, "That is not a valid counter name") {
-		t.Errorf("message %q", got)
-	}
-	for _, path := range []string{"/c/nope/badge.svg", "/c/nope/badge.svg?count=0"} {
-		resp, body = a.do(t, "GET", path, nil, nil)
+	seedBadgeCounter(t, a.dbURL, "old", 3)
+	resp, body := a.do(t, "GET", "/c/old/badge.svg?count=0", nil, nil)
+	wantStatus(t, resp, 200)
+	testdb.Exec(t, a.dbURL, "delete from counters where name = 'old'")
+	before := badgeCounted(t, a.dbURL)
+
+	resp, body = a.do(t, "GET", "/c/Bad%20Name/badge.svg", nil, nil)
+	wantErrorBadge(t, resp, body, http.StatusBadRequest, "views", "invalid", "That is not a valid counter name")
+	for _, tt := range []struct{ path, label string }{
+		{"/c/old/badge.svg", "views"},
+		{"/c/nope/badge.svg?count=0", "views"},
+		{"/c/nope/badge.svg?label=readers", "readers"},
+		{"/c/nope/badge.svg?show=visitors", "visitors today"},
+	} {
+		resp, body = a.do(t, "GET", tt.path, nil, nil)
+		wantErrorBadge(t, resp, body, http.StatusNotFound, tt.label, "not found", "That counter does not exist.")
+		resp, body = a.do(t, "HEAD", tt.path, nil, nil)
 		wantStatus(t, resp, http.StatusNotFound)
-		if got := parse(t, body).Find(".problem").Text(); got != "That counter does not exist." {
-			t.Errorf("%s: message %q", path, got)
+		wantBadgeHeaders(t, resp)
+		if body != "" {
+			t.Errorf("HEAD %s answered a body", tt.path)
+		}
+	}
+	// Parameters are checked before the counter is looked up.
+	resp, body = a.do(t, "GET", "/c/nope/badge.svg?count=2", nil, nil)
+	wantErrorBadge(t, resp, body, http.StatusBadRequest, "views", "invalid", "count must be 0 or 1.")
+	if after := badgeCounted(t, a.dbURL); after != before {
+		t.Errorf("error badges counted: %d, then %d", before, after)
+	}
+}
+
+// Styles, CSS colour names and the text's colour, through the URL; the
+// drawing itself is views' to test.
+func TestBadgeLooks(t *testing.T) {
+	a := newApp(t, web.Config{})
+	seedBadgeCounter(t, a.dbURL, "blog", 41)
+	for _, tt := range []struct {
+		query, height, label string
+	}{
+		{"", "20", "views"},
+		{"style=flat", "20", "views"},
+		{"style=flat-square", "20", "views"},
+		{"style=plastic", "18", "views"},
+		{"style=for-the-badge", "28", "VIEWS"},
+	} {
+		resp, body := a.do(t, "GET", "/c/blog/badge.svg?count=0&"+tt.query, nil, nil)
+		wantStatus(t, resp, 200)
+		b := parseBadgeSVG(t, resp, body)
+		title, label, value := readBadge(t, resp, body)
+		if b.Height != tt.height || label != tt.label || value != "41" || title != "views: 41" {
+			t.Errorf("?%s: height %s, %q | %q titled %q; want %s, %q | 41", tt.query, b.Height, label, value, title, tt.height, tt.label)
+		}
+		if square := !strings.Contains(body, "rx="); square != (tt.query == "style=flat-square" || tt.query == "style=for-the-badge") {
+			t.Errorf("?%s: square corners %v", tt.query, square)
+		}
+	}
+	// An error badge keeps the valid parameters' style and label colour.
+	resp, body := a.do(t, "GET", "/c/blog/badge.svg?style=for-the-badge&labelColor=navy&color=nope", nil, nil)
+	wantStatus(t, resp, http.StatusBadRequest)
+	b := parseBadgeSVG(t, resp, body)
+	title, label, value := readBadge(t, resp, body)
+	if b.Height != "28" || b.Boxes[0].Fill != "#000080" || label != "VIEWS" || value != "INVALID" ||
+		!strings.HasPrefix(title, "views: invalid — color must be") {
+		t.Errorf("error badge of height %s, label box %+v: %q | %q titled %q", b.Height, b.Boxes[0], label, value, title)
+	}
+
+	for _, tt := range []struct {
+		query, labelFill, valueFill, labelText, valueText string
+	}{
+		{"color=navy", "#555", "#000080", "#fff", "#fff"},
+		{"color=NaVy&labelColor=RebeccaPurple", "#663399", "#000080", "#fff", "#fff"},
+		{"color=green", "#555", "#97ca00", "#fff", "#fff"}, // shields.io's green, not CSS's
+		{"labelColor=fff", "#fff", "#4c1", "#333", "#fff"}, // white text on white was invisible
+		{"color=white&labelColor=lightyellow", "#ffffe0", "#ffffff", "#333", "#333"},
+	} {
+		resp, body := a.do(t, "GET", "/c/blog/badge.svg?count=0&"+tt.query, nil, nil)
+		wantStatus(t, resp, 200)
+		b := parseBadgeSVG(t, resp, body)
+		texts := b.Texts // shadow, label, shadow, value
+		if len(b.Boxes) < 2 || b.Boxes[0].Fill != tt.labelFill || b.Boxes[1].Fill != tt.valueFill ||
+			len(texts) != 4 || texts[1].Fill != tt.labelText || texts[3].Fill != tt.valueText {
+			t.Errorf("?%s: boxes %+v, texts %+v; want %s | %s, text %s | %s", tt.query, b.Boxes, texts, tt.labelFill, tt.valueFill, tt.labelText, tt.valueText)
 		}
 	}
 }

@@ -41,10 +41,3 @@ func problem(err error) (status int, msg string) {
 		return http.StatusInternalServerError, "Something went wrong on our side. Please try again."
 	}
 }
-
-// isStorageFailure tells a failure of the storage (shown in place of the
-// count, and retried by the page's poll) from an answer about the request.
-func isStorageFailure(err error) bool {
-	status, _ := problem(err)
-	return status >= 500
-}

@@ -189,11 +189,19 @@ func (a *fuzzApp) check(t *testing.T, r rawRequest) (resp *http.Response, body s
 }
 
 // message is what an error answer tells the user: the problem paragraph
-// of a page, the detail of problem JSON, or net/http's own plain text for
-// a request it could not parse.
+// of a page, the detail of problem JSON, the title of an error badge, or
+// net/http's own plain text for a request it could not parse.
 func message(resp *http.Response, body string) string {
 	ctype := resp.Header.Get("Content-Type")
 	switch {
+	case strings.HasPrefix(ctype, "image/svg+xml"):
+		var svg struct {
+			Title string `xml:"title"`
+		}
+		if xml.Unmarshal([]byte(body), &svg) != nil {
+			return ""
+		}
+		return strings.TrimSpace(svg.Title)
 	case strings.HasPrefix(ctype, "application/problem+json"):
 		var p struct{ Detail string }
 		if json.Unmarshal([]byte(body), &p) != nil {
@@ -328,20 +336,21 @@ func FuzzCounterName(f *testing.F) {
 	})
 }
 
-// Badge parameters: a valid badge is well-formed SVG with a title and
-// positive widths; a bad parameter is 400 with a message; count=0 never
-// counts.
+// Badge parameters: any answer is a well-formed SVG badge with a title and
+// a positive width, for an <img>; a bad parameter is 400, as an error
+// badge; count=0 never counts.
 func FuzzBadgeParams(f *testing.F) {
 	a := newFuzzApp(f)
-	f.Add("views", "brightgreen", "555", "views", "0", "0")
-	f.Add("hits & <b>", "%23abc", "4c1", "visitors", "0", "1")
-	f.Add("", "red;x", "url(#s)", "bogus", "2", "x")
-	f.Add(strings.Repeat("W", 40), "44cc11", "lightgrey", "today", "1", "1")
-	f.Add("\u202eevil", "javascript:alert(1)", "", "", "", "")
-	f.Add("日本語のラベル", "blue", "grey", "views", "0", "0")
-	f.Fuzz(func(t *testing.T, label, color, labelColor, show, count, abbr string) {
+	f.Add("views", "brightgreen", "555", "views", "0", "0", "flat")
+	f.Add("hits & <b>", "%23abc", "4c1", "visitors", "0", "1", "plastic")
+	f.Add("", "red;x", "url(#s)", "bogus", "2", "x", "social")
+	f.Add(strings.Repeat("W", 40), "44cc11", "lightgrey", "today", "1", "1", "for-the-badge")
+	f.Add("\u202eevil", "javascript:alert(1)", "", "", "", "", "")
+	f.Add("日本語のラベル", "blue", "grey", "views", "0", "0", "flat-square")
+	f.Add("ß straße", "RebeccaPurple", "fff", "visitors", "0", "0", "for-the-badge")
+	f.Fuzz(func(t *testing.T, label, color, labelColor, show, count, abbr, style string) {
 		q := url.Values{}
-		for k, v := range map[string]string{"label": label, "color": color, "labelColor": labelColor, "show": show, "count": count, "abbr": abbr} {
+		for k, v := range map[string]string{"label": label, "color": color, "labelColor": labelColor, "show": show, "count": count, "abbr": abbr, "style": style} {
 			if v != "" {
 				q.Set(k, v)
 			}
@@ -351,11 +360,11 @@ func FuzzBadgeParams(f *testing.F) {
 		if count == "0" && delta != 0 {
 			t.Fatalf("%s: count=%q counted %d", r.target, count, delta)
 		}
-		if resp.StatusCode != http.StatusOK {
-			if resp.StatusCode != http.StatusBadRequest {
-				t.Fatalf("%s: status %d, want 200 or 400\n%s", r.target, resp.StatusCode, body)
-			}
-			return
+		if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusBadRequest {
+			t.Fatalf("%s: status %d, want 200 or 400\n%s", r.target, resp.StatusCode, body)
+		}
+		if ct := resp.Header.Get("Content-Type"); ct != "image/svg+xml; charset=utf-8" {
+			t.Fatalf("%s: status %d as %q, want an SVG badge", r.target, resp.StatusCode, ct)
 		}
 		checkSVG(t, r.target, body)
 	})
