@@ -424,11 +424,14 @@ func TestBrowserNamedCounter(t *testing.T) {
 	tab.logProblems()
 }
 
-// A blogger's path: the counter page's embed snippets, pasted as they are
-// into a page of another origin (allowed by EMBED_ORIGINS), show all they
-// promise within their stated size, nothing cut and nothing to scroll, and
-// a real click on +1 in the embed counts.
-func TestBrowserEmbedSnippetsOnAnotherOrigin(t *testing.T) {
+// A blogger's path: a counter created with the total carried over from a
+// hosted service; the counter page's badge and embed snippets, pasted as
+// they are into a page of another origin (allowed by EMBED_ORIGINS), render:
+// the badge as an image of a badge's size, each embed with all it promises
+// within its stated size, nothing cut and nothing to scroll; a real click
+// on +1 in the embed counts; and a badge whose parameter the blogger got
+// wrong is still an image, an SVG saying "invalid", not a broken one.
+func TestBrowserBloggerPath(t *testing.T) {
 	chromium := browserPath(t)
 	var blogPage atomic.Value
 	blog := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -438,8 +441,19 @@ func TestBrowserEmbedSnippetsOnAnotherOrigin(t *testing.T) {
 	t.Cleanup(blog.Close)
 	dbURL := testdb.NewMigrated(t)
 	a := startBrowserAppWith(t, dbURL, dbURL, web.Config{PollInterval: browserPollInterval, EmbedOrigins: []string{blog.URL}})
-	// A total carried over from a hosted counter, as long as they come.
-	testdb.Exec(t, dbURL, `insert into counters (name, hits) values ('blog', 123456789)`)
+	// The total carried over from a hosted counter (as long as they come),
+	// with its last days, as the owner's import writes them.
+	store, err := db.Open(dbURL, db.DefaultConfig(), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	total := int64(123456789)
+	today := store.Today()
+	carried := []db.Day{{Day: today.AddDate(0, 0, -2), Views: 40, Visitors: 30}, {Day: today.AddDate(0, 0, -1), Views: 50, Visitors: 35}}
+	if err := store.Import(context.Background(), "blogger", "blog", carried, &total); err != nil {
+		t.Fatal(err)
+	}
 	tab := startBrowser(t, chromium)
 
 	// The snippets, as the counter page offers them.
@@ -449,7 +463,15 @@ func TestBrowserEmbedSnippetsOnAnotherOrigin(t *testing.T) {
 	if len(snippets) < 2 {
 		t.Fatalf("the page offers %d embed snippets, want the full and the compact one", len(snippets))
 	}
-	page := `<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>A blog</title></head><body>`
+	markdown := browserEval[string](tab, `document.getElementById('snippet-badge').value`)
+	m := regexp.MustCompile(`^\[!\[[^\]]*\]\((\S+/badge\.svg)\)\]\((\S+)\)$`).FindStringSubmatch(markdown)
+	if m == nil || m[1] != a.URL+"/c/blog/badge.svg" || m[2] != a.URL+"/c/blog" {
+		t.Fatalf("the badge snippet %q: want Markdown of the badge linking to the page", markdown)
+	}
+	badgeURL := m[1]
+	page := `<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>A blog</title></head><body>` +
+		`<p><a href="` + m[2] + `"><img id="badge" src="` + badgeURL + `" alt="views"></a> ` +
+		`<img id="broken" src="` + badgeURL + `?color=nope" alt="views"></p>`
 	for _, s := range snippets {
 		if !strings.Contains(s.Code, `style="border:0"`) || !strings.Contains(s.Code, `src="`+a.URL+`/c/blog/embed?`) {
 			t.Errorf("snippet %s: %s", s.ID, s.Code)
@@ -459,6 +481,27 @@ func TestBrowserEmbedSnippetsOnAnotherOrigin(t *testing.T) {
 	blogPage.Store(page + "</body></html>")
 	before := testdb.Hits(t, dbURL, "blog")
 	tab.load(blog.URL)
+
+	// Both badges are images of a badge's size: the broken one says so.
+	type img struct {
+		Complete      bool
+		Width, Height float64
+	}
+	for _, id := range []string{"badge", "broken"} {
+		tab.waitFor(browserWaitTimeout, "the "+id+" badge to render", func(ctx context.Context) (bool, string) {
+			got, err := chromedp.Run(ctx, chromedp.Evaluate[img](`(i => ({Complete: i.complete, Width: i.naturalWidth, Height: i.naturalHeight}))(document.getElementById('`+id+`'))`))
+			return err == nil && got.Complete && got.Width >= 60 && got.Height == 20, fmt.Sprintf("%+v %v", got, err)
+		})
+	}
+	resp, err := http.Get(badgeURL + "?color=nope")
+	if err != nil {
+		t.Fatal(err)
+	}
+	svg, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 400 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "image/svg+xml") || !strings.Contains(string(svg), ">invalid</text>") {
+		t.Errorf("the broken badge: %d %q\n%s", resp.StatusCode, resp.Header.Get("Content-Type"), svg)
+	}
 
 	ctx, cancel := context.WithTimeout(tab.ctx, browserWaitTimeout)
 	defer cancel()
@@ -485,7 +528,8 @@ func TestBrowserEmbedSnippetsOnAnotherOrigin(t *testing.T) {
 	var button *dom.BoxModel
 	for i, f := range frames {
 		id := snippets[i].ID
-		frame, err := chromedp.Run(ctx, chromedp.Dimensions(chromedp.CSS(fmt.Sprintf("p:nth-of-type(%d) iframe", i+1))))
+		// The page's first paragraph holds the badges, each next one an embed.
+		frame, err := chromedp.Run(ctx, chromedp.Dimensions(chromedp.CSS(fmt.Sprintf("p:nth-of-type(%d) iframe", i+2))))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -521,9 +565,11 @@ func TestBrowserEmbedSnippetsOnAnotherOrigin(t *testing.T) {
 			}
 		}
 	}
-	tab.waitFor(browserWaitTimeout, "each embed's view counted", func(context.Context) (bool, string) {
+	// Each embed and the good badge counted a view; the broken badge not.
+	shown := before + int64(len(frames)) + 1
+	tab.waitFor(browserWaitTimeout, "each embed's view and the badge's counted", func(context.Context) (bool, string) {
 		got := testdb.Hits(t, dbURL, "blog")
-		return got == before+int64(len(frames)), fmt.Sprint(got)
+		return got == shown, fmt.Sprint(got)
 	})
 	if t.Failed() {
 		tab.saveScreenshot("-embeds")
@@ -536,7 +582,7 @@ func TestBrowserEmbedSnippetsOnAnotherOrigin(t *testing.T) {
 	if err := chromedp.Do(ctx, chromedp.MouseClickXY(x, y)); err != nil {
 		t.Fatalf("click +1 in the embed: %v", err)
 	}
-	want := strconv.FormatInt(before+int64(len(frames))+1, 10)
+	want := strconv.FormatInt(shown+1, 10)
 	tab.waitFor(browserWaitTimeout, "the embed to show "+want, func(ctx context.Context) (bool, string) {
 		s, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("#count"), chromedp.FromNode(frames[0])))
 		if err != nil {
