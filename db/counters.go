@@ -37,6 +37,10 @@ type Hit struct {
 	Visitor string
 }
 
+// MainCounter is the counter migration 001 creates, whose page is the
+// front page, /.
+const MainCounter = "main"
+
 // Counts is a counter as a reader sees it: the total of views, and today's
 // day row.
 type Counts struct {

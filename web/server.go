@@ -91,7 +91,7 @@ func (c Config) withDefaults() Config {
 }
 
 // mainCounter is the counter of the home page, /.
-const mainCounter = "main"
+const mainCounter = db.MainCounter
 
 type server struct {
 	cfg    Config
