@@ -3,10 +3,14 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"flag"
+	"fmt"
 	"io"
+	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -40,7 +44,13 @@ func countersRun(t *testing.T, dbURL, stdin string, args ...string) (stdout, std
 // mustCounters is countersRun that must succeed; it returns stdout.
 func mustCounters(t *testing.T, dbURL string, args ...string) string {
 	t.Helper()
-	out, errOut, err := countersRun(t, dbURL, "", args...)
+	return mustCountersIn(t, dbURL, "", args...)
+}
+
+// mustCountersIn is mustCounters with stdin.
+func mustCountersIn(t *testing.T, dbURL, stdin string, args ...string) string {
+	t.Helper()
+	out, errOut, err := countersRun(t, dbURL, stdin, args...)
 	if err != nil {
 		t.Fatalf("counters %q: %v\nstderr: %s", args, err, errOut)
 	}
@@ -206,7 +216,8 @@ var seedDays = []db.Day{
 	{Day: date("2024-03-05"), Views: 7, Visitors: 7, Bots: 1, Filtered: 1},
 }
 
-const seedCSV = `day,views,visitors,bots,filtered
+const seedCSV = `# total,42
+day,views,visitors,bots,filtered
 2024-03-01,10,4,2,0
 2024-03-02,25,9,0,3
 2024-03-05,7,7,1,1
@@ -416,6 +427,55 @@ func TestCountersDelete(t *testing.T) {
 	if !errors.Is(err, db.ErrNotFound) {
 		t.Errorf("error %v does not wrap db.ErrNotFound", err)
 	}
+
+	// main is the front page's counter: -yes is not enough.
+	before := dbState(t, dbURL)
+	const wantMain = "delete main would delete the counter (total 0) and its 0 day rows; pages counting it get 404, " +
+		"the front page (/) too: main is its counter; nothing changed: add -yes -force to do it"
+	for _, args := range [][]string{{"delete", "main"}, {"delete", "main", "-yes"}, {"delete", "main", "-force"}} {
+		if err := wantRefused(t, dbURL, "", args); err.Error() != wantMain {
+			t.Errorf("%q: error %q, want %q", args, err, wantMain)
+		}
+		wantUnchanged(t, dbURL, before)
+	}
+	if got, want := mustCounters(t, dbURL, "delete", "main", "-yes", "-force"), "deleted main: total 0, 0 day rows (the audit keeps this record)\n"; got != want {
+		t.Errorf("delete main -yes -force printed %q, want %q", got, want)
+	}
+	if dbExists(t, dbURL, "main") {
+		t.Errorf("main remains after delete -yes -force")
+	}
+}
+
+// switch shows and sets a counter's switches, each flag on its own; the
+// audit records a change, not a repeat; a bad value or an unknown counter
+// changes nothing.
+func TestCountersSwitch(t *testing.T) {
+	t.Parallel()
+	dbURL := testdb.NewMigrated(t)
+	seedCounter(t, dbURL, "blog", 1200)
+	steps := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"switch", "blog"}, "blog: +1 on, page on\n"},
+		{[]string{"switch", "blog", "-plus-one", "off"}, "switched blog: +1 off, page on\n"},
+		{[]string{"switch", "-page=off", "blog"}, "switched blog: +1 off, page off\n"},
+		{[]string{"switch", "blog", "-page", "off"}, "blog already: +1 off, page off\n"},
+		{[]string{"switch", "blog", "-plus-one=on", "-page=on"}, "switched blog: +1 on, page on\n"},
+	}
+	for _, st := range steps {
+		if got := mustCounters(t, dbURL, st.args...); got != st.want {
+			t.Errorf("%q printed %q, want %q", st.args, got, st.want)
+		}
+	}
+	audit := mustCounters(t, dbURL, "audit", "blog")
+	if n := strings.Count(audit, " switch "); n != 3 || !strings.Contains(audit, "+1=on page=on") || !strings.Contains(audit, "+1=off page=off") {
+		t.Errorf("audit: %d switch rows, want 3 with their states:\n%s", n, audit)
+	}
+	before := dbState(t, dbURL)
+	wantRefused(t, dbURL, "", []string{"switch", "blog", "-page", "no"}, `-page "no": want on or off`)
+	wantRefused(t, dbURL, "", []string{"switch", "nope", "-page", "off"}, `"nope"`, "not found")
+	wantUnchanged(t, dbURL, before)
 }
 
 func TestCountersList(t *testing.T) {
@@ -536,7 +596,7 @@ func TestCountersExportImportRoundTrip(t *testing.T) {
 
 	t.Run("empty counter", func(t *testing.T) {
 		seedCounter(t, dbURL, "empty", 5)
-		if got, want := mustCounters(t, dbURL, "export", "empty"), "day,views,visitors,bots,filtered\n"; got != want {
+		if got, want := mustCounters(t, dbURL, "export", "empty"), "# total,5\nday,views,visitors,bots,filtered\n"; got != want {
 			t.Errorf("export of no days: %q, want %q", got, want)
 		}
 		if got, want := mustCounters(t, dbURL, "export", "empty", "-format=json"), "{\n  \"name\": \"empty\",\n  \"total\": 5,\n  \"days\": []\n}\n"; got != want {
@@ -547,6 +607,131 @@ func TestCountersExportImportRoundTrip(t *testing.T) {
 	wantRefused(t, dbURL, "", []string{"export", "nope"}, `"nope"`, "not found")
 	wantRefused(t, dbURL, "", []string{"export", "blog", "-format", "xml"}, `format "xml"`)
 	wantRefused(t, dbURL, "", []string{"export", "blog", "-o", "/no/such/dir/x.csv"}, "no such directory")
+}
+
+// A CSV carries the total as JSON does: a counter carried over from a
+// hosted service, whose total is far more than its days' views, keeps it
+// through export and import (issue 17: 20000 came back as 42).
+func TestCountersCSVCarriesTheTotal(t *testing.T) {
+	t.Parallel()
+	dbURL := testdb.NewMigrated(t)
+	seedCounter(t, dbURL, "badge", 20000, seedDays...)
+	want := "# total,20000\n" + strings.TrimPrefix(seedCSV, "# total,42\n")
+	if got := mustCounters(t, dbURL, "export", "badge"); got != want {
+		t.Fatalf("export CSV:\n%s\nwant:\n%s", got, want)
+	}
+	file := filepath.Join(t.TempDir(), "badge.csv")
+	mustCounters(t, dbURL, "export", "badge", "-o", file)
+
+	for _, tt := range []struct{ name, stdin, file string }{
+		{"copy", want, "-"},
+		{"fromfile", "", file},
+	} {
+		out, errOut, err := countersRun(t, dbURL, tt.stdin, "import", tt.name, tt.file)
+		if err != nil {
+			t.Fatalf("import %s: %v\n%s", tt.file, err, errOut)
+		}
+		if w := "imported 3 day rows into new counter " + tt.name + ": total 20000\n"; out != w {
+			t.Errorf("import %s printed %q, want %q", tt.file, out, w)
+		}
+		if got := testdb.Hits(t, dbURL, tt.name); got != 20000 {
+			t.Errorf("import %s: total %d, want 20000", tt.file, got)
+		}
+		if got := dbDays(t, dbURL, tt.name); !reflect.DeepEqual(got, seedDays) {
+			t.Errorf("import %s: day rows %v, want %v", tt.file, got, seedDays)
+		}
+	}
+
+	// Into an existing counter the file's total is the new total, as with
+	// JSON, and the preview says so.
+	seedCounter(t, dbURL, "old", 7)
+	wantRefused(t, dbURL, want, []string{"import", "old", "-"}, "take its total from 7 to 20000")
+	mustCountersIn(t, dbURL, want, "import", "old", "-", "-yes")
+	if got := testdb.Hits(t, dbURL, "old"); got != 20000 {
+		t.Errorf("import into old: total %d, want 20000", got)
+	}
+}
+
+// A CSV from elsewhere may have only day and views, in any order and case,
+// with the total on a "# total" line or not.
+func TestCountersImportPartialCSV(t *testing.T) {
+	t.Parallel()
+	dbURL := testdb.NewMigrated(t)
+	days := []db.Day{{Day: date("2024-03-01"), Views: 10}, {Day: date("2024-03-02"), Views: 25}}
+	tests := []struct {
+		name, in  string
+		wantTotal int64
+		wantDays  []db.Day
+	}{
+		{"dayviews", "day,views\n2024-03-01,10\n2024-03-02,25\n", 35, days},
+		{"reordered", "\uFEFFViews, Day\r\n10,2024-03-01\r\n25,2024-03-02\r\n", 35, days},
+		{"hosted", "# exported from a badge service\n# total,20000,,\nday,views\n2024-03-01,10\n2024-03-02,25\n", 20000, days},
+		{"somefigures", "day,bots,views\n2024-03-01,2,10\n", 10, []db.Day{{Day: date("2024-03-01"), Views: 10, Bots: 2}}},
+	}
+	for _, tt := range tests {
+		out := mustCountersIn(t, dbURL, tt.in, "import", tt.name, "-")
+		if want := fmt.Sprintf("imported %s into new counter %s: total %d\n", plural(int64(len(tt.wantDays)), "day row"), tt.name, tt.wantTotal); out != want {
+			t.Errorf("%s: printed %q, want %q", tt.name, out, want)
+		}
+		if got := dbDays(t, dbURL, tt.name); !reflect.DeepEqual(got, tt.wantDays) {
+			t.Errorf("%s: day rows %v, want %v", tt.name, got, tt.wantDays)
+		}
+	}
+}
+
+// Without -format or a known extension, the content says: { or [ first
+// is JSON, anything else CSV.
+func TestCountersImportGuessesTheFormat(t *testing.T) {
+	t.Parallel()
+	dbURL := testdb.NewMigrated(t)
+	const js = "\n  {\"total\": 500, \"days\": [{\"day\": \"2024-03-01\", \"views\": 10}]}"
+	const cs = "day,views\n2024-03-01,10\n"
+	dir := t.TempDir()
+	for _, tt := range []struct {
+		name, file, in string
+		wantTotal      int64
+	}{
+		{"json-stdin", "-", js, 500},
+		{"csv-stdin", "-", cs, 10},
+		{"json-txt", filepath.Join(dir, "counts.txt"), js, 500},
+		{"csv-noext", filepath.Join(dir, "counts"), cs, 10},
+	} {
+		stdin := tt.in
+		if tt.file != "-" {
+			if err := os.WriteFile(tt.file, []byte(tt.in), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			stdin = ""
+		}
+		mustCountersIn(t, dbURL, stdin, "import", tt.name, tt.file)
+		if got := testdb.Hits(t, dbURL, tt.name); got != tt.wantTotal {
+			t.Errorf("%s: total %d, want %d", tt.name, got, tt.wantTotal)
+		}
+	}
+	// An extension or -format wins over the content.
+	wantRefused(t, dbURL, js, []string{"import", "x", "-", "-format", "csv"}, "line 2")
+}
+
+// export -o does not overwrite a file without -force.
+func TestCountersExportRefusesToOverwrite(t *testing.T) {
+	t.Parallel()
+	dbURL := testdb.NewMigrated(t)
+	seedCounter(t, dbURL, "blog", 42, seedDays...)
+	file := filepath.Join(t.TempDir(), "blog.csv")
+	if err := os.WriteFile(file, []byte("precious"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	err := wantRefused(t, dbURL, "", []string{"export", "blog", "-o", file})
+	if want := "-o " + file + ": the file exists; add -force to overwrite it"; err.Error() != want {
+		t.Errorf("error %q, want %q", err, want)
+	}
+	if data, _ := os.ReadFile(file); string(data) != "precious" {
+		t.Errorf("the file was changed to %q", data)
+	}
+	mustCounters(t, dbURL, "export", "blog", "-o", file, "-force")
+	if data, _ := os.ReadFile(file); string(data) != seedCSV {
+		t.Errorf("export -force wrote %q, want %q", data, seedCSV)
+	}
 }
 
 // Import into an existing counter, with -yes, replaces the days it names
@@ -599,14 +784,33 @@ func TestCountersImportBadFile(t *testing.T) {
 		{"negative views", "csv", h + "2024-03-01,-1,1,0,0\n", []string{"line 2", `views "-1"`, "≥ 0"}},
 		{"not a number", "csv", h + "2024-03-01,1,1,0,0\n2024-03-02,1,1,x,0\n", []string{"line 3", `bots "x"`}},
 		{"fraction", "csv", h + "2024-03-01,1.5,1,0,0\n", []string{"line 2", `views "1.5"`}},
-		{"duplicate day", "csv", h + "2024-03-01,1,1,0,0\n2024-03-02,1,1,0,0\n2024-03-01,2,2,0,0\n", []string{"line 4", "2024-03-01", "already on line 2"}},
+		{"duplicate day", "csv", h + "2024-03-01,1,1,0,0\n2024-03-02,1,1,0,0\n2024-03-01,2,2,0,0\n", []string{"line 4", "2024-03-01", "given twice, first at line 2"}},
 		{"too few fields", "csv", h + "2024-03-01,1,1,0\n", []string{"line 2", "4 fields, want 5"}},
 		{"future day", "csv", h + future + ",1,1,0,0\n", []string{"line 2", "after today"}},
 		{"no header", "csv", "2024-03-01,1,1,0,0\n", []string{"line 1", "header", "want " + csvHeader}},
-		{"empty", "csv", "", []string{"empty", csvHeader}},
+		{"empty", "csv", "", []string{"no header", csvHeader}},
+		{"only a total", "csv", "# total,5\n", []string{"no header"}},
+		{"unknown column", "csv", "day,views,clicks\n2024-03-01,1,1\n", []string{"line 1", `column "clicks"`, "want " + csvHeader}},
+		{"no views column", "csv", "day,visitors\n2024-03-01,1\n", []string{"line 1", "want at least day,views"}},
+		{"column twice", "csv", "day,views,Views\n2024-03-01,1,1\n", []string{"line 1", "column views twice"}},
+		{"row wider than the header", "csv", "day,views\n2024-03-01,1,1,0,0\n", []string{"line 2", "5 fields, want 2 (day,views)"}},
+		{"total without comma", "csv", "# total 20000\n" + h, []string{"line 1", `"# total 20000"`, "want # total,N"}},
+		{"total not a number", "csv", h + "# total,lots\n", []string{"line 2", `"# total,lots"`}},
+		{"negative total", "csv", "# total,-5\n" + h, []string{"line 1", "≥ 0"}},
+		{"two totals", "csv", "# total,5\n# total,6\n" + h, []string{"line 2", "a second total, after line 1's"}},
+		{"bad day after a total", "csv", "# total,5\n" + h + "2024-03-01,1,1,0,0\nnope,1,1,0,0\n", []string{"line 4", `day "nope"`}},
 		{"bad quoting", "csv", h + "2024-03-01,\"1,1,0,0\n", []string{"line 2"}},
 		{"json negative", "json", `{"total":5,"days":[{"day":"2024-03-01","views":-2}]}`, []string{"days[0]", "views", "≥ 0"}},
-		{"json duplicate", "json", `{"days":[{"day":"2024-03-01"},{"day":"2024-03-01"}]}`, []string{"days[1]", "already in days[0]"}},
+		{"json duplicate", "json", `{"days":[{"day":"2024-03-01"},{"day":"2024-03-01"}]}`, []string{"days[1]", "given twice, first at days[0]"}},
+		{"json total a string", "json", `{"total":"20000","days":[]}`, []string{`import stdin: "total" must be a whole number, not a string`}},
+		{"json fraction", "json", `{"days":[{"day":"2024-03-01","views":1.5}]}`, []string{`import stdin: "days[0].views" must be a whole number, not 1.5`}},
+		{"json day a number", "json", `{"days":[{"day":20240301}]}`, []string{`"days[0].day" must be a string, not a number`}},
+		{"json days an object", "json", `{"days":{}}`, []string{`"days" must be a list [ … ], not an object`}},
+		{"json a list", "json", `[]`, []string{"the file must be an object { … }, not a list"}},
+		{"json day not an object", "json", `{"days":[7]}`, []string{`"days[0]" must be an object { … }, not a number`}},
+		{"json unknown day field", "json", `{"days":[{"day":"2024-03-01","veiws":1}]}`, []string{`import stdin: days[0]: invalid input: unknown field "veiws"`}},
+		{"json syntax", "json", "{\n  \"days\": [}\n}", []string{"line 2", "invalid character"}},
+		{"json cut short", "json", `{"days": [`, []string{"ends early"}},
 		{"json negative total", "json", `{"total":-1,"days":[]}`, []string{"total -1"}},
 		{"json unknown field", "json", `{"total":1,"dayz":[]}`, []string{"dayz"}},
 		{"json bad date", "json", `{"days":[{"day":"1.3.2024"}]}`, []string{"days[0]", `"1.3.2024"`}},
@@ -724,7 +928,9 @@ func TestCountersValidatesBeforeConnecting(t *testing.T) {
 		want string
 	}{
 		{"no subcommand", nil, nil, "missing subcommand"},
-		{"unknown subcommand", []string{"frobnicate"}, nil, `unknown subcommand "frobnicate"`},
+		{"unknown subcommand", []string{"frobnicate"}, nil, `unknown subcommand "frobnicate": want audit, create, delete, export, import, list, rename, reset, set or switch`},
+		{"typo", []string{"crate", "blog"}, nil, `counters: unknown subcommand "crate": did you mean "create"?`},
+		{"export over a file", []string{"export", "blog", "-o", "counters_test.go"}, nil, "add -force"},
 		{"flag before the subcommand", []string{"-yes", "delete", "blog"}, nil, "flags go after the subcommand"},
 		{"unknown flag", []string{"list", "-verbose"}, nil, "flag provided but not defined: -verbose"},
 		{"-yes where it means nothing", []string{"create", "x", "-yes"}, nil, "-yes"},
@@ -748,7 +954,7 @@ func TestCountersValidatesBeforeConnecting(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("error %v, want one mentioning %q", err, tt.want)
 			}
-			if errors.Is(err, db.ErrUnavailable) || time.Since(start) > 2*time.Second {
+			if strings.Contains(err.Error(), "cannot reach") || errors.Is(err, db.ErrUnavailable) || time.Since(start) > 2*time.Second {
 				t.Fatalf("error %v after %s: it tried the database", err, time.Since(start))
 			}
 			if strings.Contains(err.Error()+stderr.String(), "secret") {
@@ -779,9 +985,124 @@ func TestCountersHelp(t *testing.T) {
 	if err == nil || errors.Is(err, flag.ErrHelp) {
 		t.Errorf("counters alone: error %v, want a failure", err)
 	}
-	for _, sub := range []string{"list", "create", "set", "reset", "rename", "delete", "export", "import", "audit"} {
-		if !strings.Contains(stderr.String(), "\n  "+sub+" ") {
-			t.Errorf("usage does not list %s:\n%s", sub, stderr.String())
+	usage := stderr.String()
+	for sub := range countersSubs() {
+		if !strings.Contains(usage, "\n  "+sub+" ") {
+			t.Errorf("usage does not list %s:\n%s", sub, usage)
+		}
+	}
+	// The closing paragraph is filled: a short line inside it is a stray
+	// line break.
+	paras := strings.Split(strings.TrimSpace(usage), "\n\n")
+	lines := strings.Split(paras[len(paras)-1], "\n")
+	for _, l := range lines[:len(lines)-1] {
+		if len(l) < 60 {
+			t.Errorf("stray line break in the usage: %q", l)
+		}
+	}
+
+	// A subcommand's -h lists its own flags, -force where it has one.
+	for _, sub := range []string{"delete", "export"} {
+		var stderr bytes.Buffer
+		run(context.Background(), []string{"hitcounter", "counters", sub, "-h"}, func(string) string { return "" }, nil, io.Discard, &stderr)
+		if !strings.HasPrefix(stderr.String(), "usage: hitcounter counters "+sub+" NAME [FLAGS]\n") || !strings.Contains(stderr.String(), "-force") {
+			t.Errorf("%s -h printed:\n%s", sub, stderr.String())
+		}
+	}
+}
+
+// An error is returned, and main prints it; nothing else prints it too
+// (the flag package did, with the usage), nor any log line.
+func TestCountersErrorsPrintOnce(t *testing.T) {
+	t.Parallel()
+	dbURL := testdb.NewMigrated(t)
+	noDB, err := url.Parse(dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	noDB.Path = "/hc_no_such_db"
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"list", "-verbose"}, `counters list: flag provided but not defined: -verbose; "hitcounter counters list -h" lists its flags`},
+		{[]string{"export", "blog", "-o"}, `counters export: flag needs an argument: -o; "hitcounter counters export -h" lists its flags`},
+		{[]string{"set", "blog", "-yes=maybe"}, `counters set: invalid boolean value "maybe" for -yes: parse error; "hitcounter counters set -h" lists its flags`},
+		{[]string{"crate", "blog"}, `counters: unknown subcommand "crate": did you mean "create"?`},
+		{[]string{"create", "main"}, `create counter: counter "main": already exists`},
+		{[]string{"delete", "nope", "-yes"}, `delete counter: counter "nope": not found`},
+		// A server that answers but refuses: said once, as it said it.
+		{[]string{"list", "-database-url", noDB.String()},
+			"the database at " + noDB.Host + ` refused the connection: FATAL: database "hc_no_such_db" does not exist (SQLSTATE 3D000)`},
+	}
+	for _, tt := range tests {
+		_, stderr, err := countersRun(t, dbURL, "", tt.args...)
+		if err == nil {
+			t.Fatalf("%q succeeded", tt.args)
+		}
+		if err.Error() != tt.want || stderr != "" {
+			t.Errorf("%q: error %q and stderr %q; want the error %q and nothing on stderr", tt.args, err, stderr, tt.want)
+		}
+	}
+}
+
+// A database that cannot be reached is one line at once, not the retries
+// the server would log.
+func TestCountersUnreachableDatabase(t *testing.T) {
+	t.Parallel()
+	closed, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closedAddr := closed.Addr().String()
+	closed.Close()
+	// One that reads the startup message and hangs up, as a proxy whose
+	// backend is down. (Hanging up before reading it would reset the
+	// connection, or not, by timing.)
+	hangUp, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { hangUp.Close() })
+	go func() {
+		for {
+			c, err := hangUp.Accept()
+			if err != nil {
+				return
+			}
+			var size [4]byte // the message's length, itself included
+			if _, err := io.ReadFull(c, size[:]); err == nil {
+				_, _ = io.CopyN(io.Discard, c, int64(binary.BigEndian.Uint32(size[:]))-4)
+			}
+			c.Close()
+		}
+	}()
+	tests := []struct{ addr, want string }{
+		{closedAddr, "cannot reach the database at " + closedAddr + ": connection refused"},
+		{hangUp.Addr().String(), "cannot reach the database at " + hangUp.Addr().String() + ": the server closed the connection (unexpected EOF)"},
+	}
+	for _, tt := range tests {
+		for _, args := range [][]string{{"list"}, {"set", "blog", "5", "-yes"}} {
+			start := time.Now()
+			_, stderr, err := countersRun(t, "postgres://u:secret@"+tt.addr+"/x?sslmode=disable", "", args...)
+			if err == nil || err.Error() != tt.want || stderr != "" {
+				t.Errorf("%s %q: error %v and stderr %q; want the error %q and nothing on stderr", tt.addr, args, err, stderr, tt.want)
+			}
+			if d := time.Since(start); d > 2*time.Second {
+				t.Errorf("%s %q: failed after %s, want at once", tt.addr, args, d)
+			}
+		}
+	}
+}
+
+func TestCountersSuggest(t *testing.T) {
+	t.Parallel()
+	for typed, want := range map[string]string{
+		"crate": "create", "lst": "list", "exprot": "export", "del": "delete", "imprt": "import",
+		"audits": "audit", "re": "", "frobnicate": "", "x": "",
+	} {
+		if got := suggest(typed, countersSubs()); got != want {
+			t.Errorf("suggest(%q) = %q, want %q", typed, got, want)
 		}
 	}
 }
