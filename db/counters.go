@@ -185,6 +185,12 @@ func (s *Store) add(ctx context.Context, name string, hits []Hit) ([]Counts, err
 	return out, nil
 }
 
+// scanIncrement reads incrementSQL's row.
+func (e *entry) scanIncrement(row pgx.Row) error {
+	return row.Scan(&e.hits, &e.version, &e.updated, &e.views, &e.visitors, &e.bots, &e.filtered,
+		&e.switches.NoPlusOne, &e.switches.NoPage)
+}
+
 // writeOnce is one attempt of add's transaction. A pooled connection that
 // died while idle (a server restart closes them all) fails the first
 // round trip before anything was committed: the next one is taken at
@@ -201,10 +207,7 @@ func (s *Store) writeOnce(ctx context.Context, name string, args []any, after *e
 		}
 		b := &pgx.Batch{}
 		b.Queue("begin")
-		b.Queue(incrementSQL, args...).QueryRow(func(row pgx.Row) error {
-			return row.Scan(&after.hits, &after.version, &after.updated, &after.views, &after.visitors, &after.bots, &after.filtered,
-				&after.switches.NoPlusOne, &after.switches.NoPage)
-		})
+		b.Queue(incrementSQL, args...).QueryRow(after.scanIncrement)
 		err = conn.SendBatch(ctx, b).Close()
 		if err != nil {
 			closed := conn.Conn().IsClosed()

@@ -264,9 +264,7 @@ func BenchmarkWrite(b *testing.B) {
 		return []any{"main", day, 1, 0, 0, [][]byte{make([]byte, 16)}, newMarker(time.Now())}
 	}
 	var e entry
-	scan := func(r pgx.Row) error {
-		return r.Scan(&e.hits, &e.version, &e.updated, &e.views, &e.visitors, &e.bots, &e.filtered)
-	}
+	scan := e.scanIncrement
 	forms := []struct {
 		name  string
 		write func() error
