@@ -30,13 +30,15 @@ counters: build
 	fi; \
 	exec ./$(BIN) counters $(ARGS)
 
-## test: everything CI checks: generated files, gofmt, vet, all tests on a throwaway PostgreSQL,
+## test: everything CI checks: generated files, gofmt, vet, all tests (and each benchmark once) on a throwaway PostgreSQL,
 ##       real nginx and headless Chromium, (as root) the deployment with docker compose, the fault suite
 ##       and the high-availability suite
 test: check-generated lint
 	@scripts/deps postgresql chromium nginx openssl pgbackrest
 	@[ "$$(id -u)" = 0 ] || echo "make test: the deployment test (docker compose on a private engine) needs root: skipped"
 	HITCOUNTER_COMPOSE_TEST=1 scripts/with-test-db $(GO) test -race -count=1 -timeout 40m ./...
+	@# Every benchmark once, so one that no longer runs fails here, not in make bench.
+	scripts/with-test-db $(GO) test -count=1 -run '^$$' -bench . -benchtime 1x ./...
 	@$(MAKE) --no-print-directory fuzz FUZZTIME=3000x
 	@$(MAKE) --no-print-directory faults
 	@$(MAKE) --no-print-directory test-ha
