@@ -369,15 +369,25 @@ func TestNginxInFront(t *testing.T) {
 		}
 	})
 
-	// The 429 fragment polls the counter that was clicked.
+	// The 429 fragment polls the counter that was clicked, and from the
+	// counter's own page what that page polls (its click and poll carry
+	// the chart): both read off the page, as the app renders it.
 	testdb.Exec(t, p.dbURL, `insert into counters (name) values ('blog')`)
+	page := send(t, c, "GET", p.httpsURL+"/c/blog?counted", nil, nil).body
+	pageHit := regexp.MustCompile(`<form[^>]* hx-post="([^"]+)"`).FindStringSubmatch(page)
+	pagePoll := regexp.MustCompile(`<p id="counter"[^>]* hx-get="([^"]+)"`).FindStringSubmatch(page)
+	if pageHit == nil || pagePoll == nil || !strings.HasPrefix(pageHit[1], "/c/blog/hit?") {
+		t.Fatalf("the counter page's +1 and poll: %q %q\n%s", pageHit, pagePoll, page)
+	}
 	for i, tt := range []struct{ counter, hit, poll string }{
 		{"main", "/hit", `hx-get="/count"`},
 		{"blog", "/c/blog/hit", `hx-get="/c/blog/count"`},
+		{"blog's page", pageHit[1], `hx-get="` + pagePoll[1] + `"`},
 	} {
 		t.Run("a flood of clicks on "+tt.counter+" gets 429, and every accepted click counts once", func(t *testing.T) {
 			flood := p.client(fmt.Sprintf("127.0.0.%d", 4+i))
-			before := testdb.Hits(t, p.dbURL, tt.counter)
+			counter, _, _ := strings.Cut(tt.counter, "'")
+			before := testdb.Hits(t, p.dbURL, counter)
 			var ok, limited int64
 			var mu sync.Mutex
 			var wg sync.WaitGroup
@@ -403,7 +413,7 @@ func TestNginxInFront(t *testing.T) {
 			if limited == 0 {
 				t.Fatalf("40 simultaneous clicks, none limited (%d accepted)", ok)
 			}
-			if got := testdb.Hits(t, p.dbURL, tt.counter); got != before+ok {
+			if got := testdb.Hits(t, p.dbURL, counter); got != before+ok {
 				t.Fatalf("database went from %d to %d with %d accepted clicks", before, got, ok)
 			}
 			t.Logf("40 simultaneous clicks: %d accepted, %d limited", ok, limited)
