@@ -41,7 +41,8 @@ Subcommands:
   create NAME [-total N]        a new counter, starting at N (default 0)
   set NAME TOTAL -yes           replace the total; history and today stay
   reset NAME -yes               total 0, day rows and today's visitors deleted
-  rename NAME NEWNAME           history and visitors follow (no -yes: undo by renaming back)
+  rename NAME NEWNAME           history and visitors follow (no -yes: undo by renaming back);
+                                main, the front page's counter, needs -force
   delete NAME -yes              the counter and its history; the audit keeps a record.
                                 main, the front page's counter, also needs -force
   export NAME [-format csv|json] [-o FILE [-force]]
@@ -92,7 +93,8 @@ func countersSubs() map[string]countersSub {
 		"create": {args: "NAME", minArgs: 1, maxArgs: 1, changes: true, run: (*countersCmd).create},
 		"set":    {args: "NAME TOTAL", minArgs: 2, maxArgs: 2, changes: true, yes: true, run: (*countersCmd).set},
 		"reset":  {args: "NAME", minArgs: 1, maxArgs: 1, changes: true, yes: true, run: (*countersCmd).reset},
-		"rename": {args: "NAME NEWNAME", minArgs: 2, maxArgs: 2, changes: true, run: (*countersCmd).rename},
+		"rename": {args: "NAME NEWNAME", minArgs: 2, maxArgs: 2, changes: true,
+			force: "also rename " + frontPageCounter + ", the front page's counter", run: (*countersCmd).rename},
 		"delete": {args: "NAME", minArgs: 1, maxArgs: 1, changes: true, yes: true,
 			force: "with -yes, also delete " + frontPageCounter + ", the front page's counter", run: (*countersCmd).delete},
 		"export": {args: "NAME", minArgs: 1, maxArgs: 1, format: true,
@@ -565,6 +567,9 @@ func (c *countersCmd) create(ctx context.Context, store *db.Store, stdout io.Wri
 }
 
 func (c *countersCmd) rename(ctx context.Context, store *db.Store, stdout io.Writer) error {
+	if c.name == frontPageCounter && !c.force {
+		return refuse("rename "+c.name+" would take the front page (/) down: "+c.name+" is its counter", "-force")
+	}
 	if err := store.Rename(ctx, c.actor, c.name, c.newName); err != nil {
 		return err
 	}

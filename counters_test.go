@@ -401,6 +401,7 @@ func TestCountersRename(t *testing.T) {
 		{"unknown counter", []string{"rename", "blog", "fresh"}, []string{`"blog"`, "not found"}},
 		{"same name", []string{"rename", "journal", "journal"}, []string{"same"}},
 		{"one name", []string{"rename", "journal"}, []string{"usage: hitcounter counters rename NAME NEWNAME"}},
+		{"main without -force", []string{"rename", "main", "front"}, []string{"rename main would take the front page (/) down", "add -force"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -410,6 +411,9 @@ func TestCountersRename(t *testing.T) {
 			}
 			wantUnchanged(t, dbURL, before)
 		})
+	}
+	if got := mustCounters(t, dbURL, "rename", "main", "front", "-force"); !strings.HasPrefix(got, "renamed main → front") {
+		t.Errorf("rename main -force printed %q", got)
 	}
 }
 
