@@ -96,7 +96,7 @@ func TestBackupRestoreDrill(t *testing.T) {
 		t.Fatal(err)
 	}
 	testdb.Migrate(t, dbURL)
-	conn := sqlConn(t, dbURL)
+	conn := testdb.Connect(t, dbURL)
 	if _, err := conn.Exec(ctx, `insert into counters (name, hits) select 'c' || i, 1000 from generate_series(1, $1::int) i`, counters); err != nil {
 		t.Fatal(err)
 	}
@@ -225,7 +225,7 @@ func TestBackupRestoreDrill(t *testing.T) {
 		t.Errorf("restored to the latest state: %d hits, the last acknowledged click was %d", after, before)
 	}
 	var n int
-	conn = sqlConn(t, dbURL)
+	conn = testdb.Connect(t, dbURL)
 	defer conn.Close(context.Background())
 	if err := conn.QueryRow(ctx, "select count(*) from counter_days").Scan(&n); err != nil || n < counters*days {
 		t.Errorf("day rows after the restore: %d, %v; want at least %d", n, err, counters*days)

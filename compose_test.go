@@ -1111,7 +1111,7 @@ func TestComposeAppRoleSQL(t *testing.T) {
 	// superuser of the postgres image).
 	out := runScript(adminURL, "APP_DB_USER="+app, "APP_DB_PASSWORD="+appPW)
 	var tables int
-	tablesConn := sqlConn(t, adminURL)
+	tablesConn := testdb.Connect(t, adminURL)
 	defer tablesConn.Close(context.Background())
 	if err := tablesConn.QueryRow(ctx, "select count(*) from pg_tables where schemaname = 'public' and tablename <> $1", migrations.VersionTable).Scan(&tables); err != nil || tables == 0 {
 		t.Fatalf("the migrations' tables: %d, %v", tables, err)

@@ -27,6 +27,7 @@ import (
 
 	"github.com/hitcounter/hitcounter/assets"
 	"github.com/hitcounter/hitcounter/db"
+	"github.com/hitcounter/hitcounter/owner"
 	"github.com/hitcounter/hitcounter/web"
 )
 
@@ -259,10 +260,10 @@ func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 // run is the whole program. It serves until ctx is done, then shuts down
 // gracefully. It prints "listening on http://ADDR" to stdout once the
 // listener is open. `hitcounter counters …` is the owner's controls
-// instead (counters.go).
+// instead (package owner).
 func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if len(args) > 1 && args[1] == "counters" {
-		return runCounters(ctx, args[1:], getenv, stdin, stdout, stderr)
+		return owner.Run(ctx, args[1:], getenv, stdin, stdout, stderr)
 	}
 	cfg, err := parseConfig(args, getenv, stderr)
 	if err != nil {

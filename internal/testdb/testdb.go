@@ -96,8 +96,9 @@ func Migrate(t testing.TB, dbURL string) string {
 	return dbURL
 }
 
-// Hits reads a counter straight from the database, bypassing the code under test.
-func Hits(t testing.TB, dbURL, name string) int64 {
+// Connect connects straight to the database, bypassing the code under
+// test; the connection closes when the test ends, or earlier by the caller.
+func Connect(t testing.TB, dbURL string) *pgx.Conn {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -105,6 +106,16 @@ func Hits(t testing.TB, dbURL, name string) int64 {
 	if err != nil {
 		t.Fatalf("connect: %v", err)
 	}
+	t.Cleanup(func() { _ = conn.Close(context.Background()) })
+	return conn
+}
+
+// Hits reads a counter straight from the database, bypassing the code under test.
+func Hits(t testing.TB, dbURL, name string) int64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn := Connect(t, dbURL)
 	defer conn.Close(context.Background())
 	var n int64
 	if err := conn.QueryRow(ctx, "select hits from counters where name = $1", name).Scan(&n); err != nil {
@@ -133,10 +144,7 @@ func Exec(t testing.TB, dbURL, sql string, args ...any) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	conn, err := pgx.Connect(ctx, dbURL)
-	if err != nil {
-		t.Fatalf("connect: %v", err)
-	}
+	conn := Connect(t, dbURL)
 	defer conn.Close(context.Background())
 	if _, err := conn.Exec(ctx, sql, args...); err != nil {
 		t.Fatalf("%s: %v", sql, err)

@@ -1,4 +1,4 @@
-package main
+package owner
 
 import (
 	"bytes"
@@ -36,7 +36,7 @@ func countersRun(t *testing.T, dbURL, stdin string, args ...string) (stdout, std
 	defer cancel()
 	env := map[string]string{"DATABASE_URL": dbURL, "USER": "alice"}
 	var out, errOut bytes.Buffer
-	err = run(ctx, append([]string{"hitcounter", "counters"}, args...), func(k string) string { return env[k] },
+	err = Run(ctx, append([]string{"counters"}, args...), func(k string) string { return env[k] },
 		strings.NewReader(stdin), &out, &errOut)
 	return out.String(), errOut.String(), err
 }
@@ -73,18 +73,6 @@ func wantRefused(t *testing.T, dbURL, stdin string, args []string, want ...strin
 	return err
 }
 
-// sqlConn connects straight to the database; the caller closes it.
-func sqlConn(t *testing.T, dbURL string) *pgx.Conn {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, dbURL)
-	if err != nil {
-		t.Fatalf("connect: %v", err)
-	}
-	return conn
-}
-
 func date(s string) time.Time {
 	d, err := time.Parse(time.DateOnly, s)
 	if err != nil {
@@ -107,7 +95,7 @@ func seedCounter(t *testing.T, dbURL, name string, total int64, days ...db.Day) 
 // dbDays reads a counter's day rows straight from the database.
 func dbDays(t *testing.T, dbURL, name string) []db.Day {
 	t.Helper()
-	conn := sqlConn(t, dbURL)
+	conn := testdb.Connect(t, dbURL)
 	defer conn.Close(context.Background())
 	rows, _ := conn.Query(context.Background(),
 		`select day, views, visitors, bots, filtered from counter_days where counter = $1 order by day`, name)
@@ -124,7 +112,7 @@ func dbDays(t *testing.T, dbURL, name string) []db.Day {
 
 func dbExists(t *testing.T, dbURL, name string) bool {
 	t.Helper()
-	conn := sqlConn(t, dbURL)
+	conn := testdb.Connect(t, dbURL)
 	defer conn.Close(context.Background())
 	var ok bool
 	err := conn.QueryRow(context.Background(), `select exists (select from counters where name = $1)`, name).Scan(&ok)
@@ -141,7 +129,7 @@ type auditRecord struct {
 
 func dbAudit(t *testing.T, dbURL string) []auditRecord {
 	t.Helper()
-	conn := sqlConn(t, dbURL)
+	conn := testdb.Connect(t, dbURL)
 	defer conn.Close(context.Background())
 	rows, _ := conn.Query(context.Background(),
 		`select actor, action, counter, coalesce(old::text, ''), coalesce(new::text, '') from counter_audit order by id`)
@@ -182,7 +170,7 @@ type state struct {
 
 func dbState(t *testing.T, dbURL string) state {
 	t.Helper()
-	conn := sqlConn(t, dbURL)
+	conn := testdb.Connect(t, dbURL)
 	defer conn.Close(context.Background())
 	s := state{Counters: map[string]int64{}, Days: map[string][]db.Day{}, Audit: dbAudit(t, dbURL)}
 	rows, _ := conn.Query(context.Background(), `select name, hits from counters`)
@@ -934,7 +922,7 @@ func TestCountersValidatesBeforeConnecting(t *testing.T) {
 		{"no subcommand", nil, nil, "missing subcommand"},
 		{"unknown subcommand", []string{"frobnicate"}, nil, `unknown subcommand "frobnicate": want audit, create, delete, export, import, list, rename, reset, set or switch`},
 		{"typo", []string{"crate", "blog"}, nil, `counters: unknown subcommand "crate": did you mean "create"?`},
-		{"export over a file", []string{"export", "blog", "-o", "counters_test.go"}, nil, "add -force"},
+		{"export over a file", []string{"export", "blog", "-o", "owner_test.go"}, nil, "add -force"},
 		{"flag before the subcommand", []string{"-yes", "delete", "blog"}, nil, "flags go after the subcommand"},
 		{"unknown flag", []string{"list", "-verbose"}, nil, "flag provided but not defined: -verbose"},
 		{"-yes where it means nothing", []string{"create", "x", "-yes"}, nil, "-yes"},
@@ -953,7 +941,7 @@ func TestCountersValidatesBeforeConnecting(t *testing.T) {
 			}
 			var stderr bytes.Buffer
 			start := time.Now()
-			err := run(context.Background(), append([]string{"hitcounter", "counters"}, tt.args...), func(k string) string { return env[k] },
+			err := Run(context.Background(), append([]string{"counters"}, tt.args...), func(k string) string { return env[k] },
 				strings.NewReader(""), io.Discard, &stderr)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("error %v, want one mentioning %q", err, tt.want)
@@ -972,7 +960,7 @@ func TestCountersHelp(t *testing.T) {
 	t.Parallel()
 	for _, args := range [][]string{{"-h"}, {"help"}, {"set", "-h"}, {"import", "blog", "-", "-help"}} {
 		var stderr bytes.Buffer
-		err := run(context.Background(), append([]string{"hitcounter", "counters"}, args...),
+		err := Run(context.Background(), append([]string{"counters"}, args...),
 			func(string) string { return "postgres://u:secret@127.0.0.1:1/x" }, nil, io.Discard, &stderr)
 		if !errors.Is(err, flag.ErrHelp) {
 			t.Errorf("%q: error %v, want flag.ErrHelp", args, err)
@@ -985,7 +973,7 @@ func TestCountersHelp(t *testing.T) {
 		}
 	}
 	var stderr bytes.Buffer
-	err := run(context.Background(), []string{"hitcounter", "counters"}, func(string) string { return "" }, nil, io.Discard, &stderr)
+	err := Run(context.Background(), []string{"counters"}, func(string) string { return "" }, nil, io.Discard, &stderr)
 	if err == nil || errors.Is(err, flag.ErrHelp) {
 		t.Errorf("counters alone: error %v, want a failure", err)
 	}
@@ -1008,7 +996,7 @@ func TestCountersHelp(t *testing.T) {
 	// A subcommand's -h lists its own flags, -force where it has one.
 	for _, sub := range []string{"delete", "export"} {
 		var stderr bytes.Buffer
-		run(context.Background(), []string{"hitcounter", "counters", sub, "-h"}, func(string) string { return "" }, nil, io.Discard, &stderr)
+		Run(context.Background(), []string{"counters", sub, "-h"}, func(string) string { return "" }, nil, io.Discard, &stderr)
 		if !strings.HasPrefix(stderr.String(), "usage: hitcounter counters "+sub+" NAME [FLAGS]\n") || !strings.Contains(stderr.String(), "-force") {
 			t.Errorf("%s -h printed:\n%s", sub, stderr.String())
 		}

@@ -1,0 +1,148 @@
+package owner
+
+import (
+	"context"
+	"fmt"
+	"io"
+
+	"github.com/hitcounter/hitcounter/db"
+)
+
+func (c *countersCmd) create(ctx context.Context, store *db.Store, stdout io.Writer) error {
+	if err := store.Create(ctx, c.actor, c.name, c.total); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "created %s: total %d\n", c.name, c.total)
+	return nil
+}
+
+func (c *countersCmd) rename(ctx context.Context, store *db.Store, stdout io.Writer) error {
+	if c.name == frontPageCounter && !c.force {
+		return refuse("rename "+c.name+" would take the front page (/) down: "+c.name+" is its counter", "-force")
+	}
+	if err := store.Rename(ctx, c.actor, c.name, c.newName); err != nil {
+		return err
+	}
+	msg := fmt.Sprintf("renamed %s → %s", c.name, c.newName)
+	if _, n, ok := lastChange(ctx, store, c.name, "rename", c.actor); ok && n != nil {
+		msg += fmt.Sprintf(": total %d, %s", n.Total, plural(n.Days, "day row"))
+	}
+	fmt.Fprintf(stdout, "%s (pages counting %q must use %q now)\n", msg, c.name, c.newName)
+	return nil
+}
+
+// onOff reads a switch flag: "" is unchanged (nil).
+func onOff(flag, v string) (*bool, error) {
+	switch v {
+	case "":
+		return nil, nil
+	case "on":
+		return new(true), nil
+	case "off":
+		return new(false), nil
+	}
+	return nil, fmt.Errorf("counters switch: -%s %q: want on or off", flag, v)
+}
+
+// switchCounter sets the switches given and prints them all.
+func (c *countersCmd) switchCounter(ctx context.Context, store *db.Store, stdout io.Writer) error {
+	now, err := store.Counts(ctx, c.name)
+	if err != nil {
+		return err
+	}
+	sw := now.Switches
+	if c.plusOne != nil {
+		sw.NoPlusOne = !*c.plusOne
+	}
+	if c.page != nil {
+		sw.NoPage = !*c.page
+	}
+	switch {
+	case c.plusOne == nil && c.page == nil:
+		fmt.Fprintf(stdout, "%s: ", c.name)
+	case sw == now.Switches:
+		fmt.Fprintf(stdout, "%s already: ", c.name)
+	default:
+		if err := store.Switch(ctx, c.actor, c.name, sw); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "switched %s: ", c.name)
+	}
+	fmt.Fprintf(stdout, "+1 %s, page %s\n", onOffText(!sw.NoPlusOne), onOffText(!sw.NoPage))
+	return nil
+}
+
+func onOffText(on bool) string {
+	if on {
+		return "on"
+	}
+	return "off"
+}
+
+// refuse is the answer to a destructive change without its confirmation
+// (flags, e.g. "-yes"): what it would do, and that nothing changed.
+func refuse(what, flags string) error {
+	return fmt.Errorf("%s; nothing changed: add %s to do it", what, flags)
+}
+
+func (c *countersCmd) set(ctx context.Context, store *db.Store, stdout io.Writer) error {
+	if !c.yes {
+		now, err := store.Counts(ctx, c.name)
+		if err != nil {
+			return err
+		}
+		return refuse(fmt.Sprintf("set %s would replace its total %d with %d (history and today's figures stay)", c.name, now.Total, c.total), "-yes")
+	}
+	if err := store.Set(ctx, c.actor, c.name, c.total); err != nil {
+		return err
+	}
+	if o, n, ok := lastChange(ctx, store, c.name, "set", c.actor); ok && o != nil && n != nil {
+		fmt.Fprintf(stdout, "set %s: %d → %d\n", c.name, o.Total, n.Total)
+	} else {
+		fmt.Fprintf(stdout, "set %s: total %d\n", c.name, c.total)
+	}
+	return nil
+}
+
+func (c *countersCmd) reset(ctx context.Context, store *db.Store, stdout io.Writer) error {
+	if !c.yes {
+		now, days, err := store.Export(ctx, c.name)
+		if err != nil {
+			return err
+		}
+		return refuse(fmt.Sprintf("reset %s would set its total %d to 0 and delete its %s and today's visitors", c.name, now.Total, plural(int64(len(days)), "day row")), "-yes")
+	}
+	if err := store.Reset(ctx, c.actor, c.name); err != nil {
+		return err
+	}
+	if o, _, ok := lastChange(ctx, store, c.name, "reset", c.actor); ok && o != nil {
+		fmt.Fprintf(stdout, "reset %s: %d → 0, %s deleted\n", c.name, o.Total, plural(o.Days, "day row"))
+	} else {
+		fmt.Fprintf(stdout, "reset %s: total 0\n", c.name)
+	}
+	return nil
+}
+
+func (c *countersCmd) delete(ctx context.Context, store *db.Store, stdout io.Writer) error {
+	frontPage := c.name == frontPageCounter
+	if !c.yes || frontPage && !c.force {
+		now, days, err := store.Export(ctx, c.name)
+		if err != nil {
+			return err
+		}
+		what := fmt.Sprintf("delete %s would delete the counter (total %d) and its %s; pages counting it get 404", c.name, now.Total, plural(int64(len(days)), "day row"))
+		if frontPage {
+			return refuse(what+", the front page (/) too: "+c.name+" is its counter", "-yes -force")
+		}
+		return refuse(what, "-yes")
+	}
+	if err := store.Delete(ctx, c.actor, c.name); err != nil {
+		return err
+	}
+	if o, _, ok := lastChange(ctx, store, c.name, "delete", c.actor); ok && o != nil {
+		fmt.Fprintf(stdout, "deleted %s: total %d, %s (the audit keeps this record)\n", c.name, o.Total, plural(o.Days, "day row"))
+	} else {
+		fmt.Fprintf(stdout, "deleted %s\n", c.name)
+	}
+	return nil
+}

@@ -1,0 +1,241 @@
+// Package owner is the owner's controls, `hitcounter counters …`: another
+// front door onto db, beside web. Every change goes through the store
+// (db/manage.go), which runs it in one transaction with its audit row;
+// this package only parses, validates, confirms and prints.
+package owner
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hitcounter/hitcounter/db"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+const countersUsage = `usage: hitcounter counters SUBCOMMAND [ARGS] [FLAGS]
+
+Subcommands:
+  list                          every counter: total and today's figures [-json]
+  create NAME [-total N]        a new counter, starting at N (default 0)
+  set NAME TOTAL -yes           replace the total; history and today stay
+  reset NAME -yes               total 0, day rows and today's visitors deleted
+  rename NAME NEWNAME           history and visitors follow (no -yes: undo by renaming back);
+                                main, the front page's counter, needs -force
+  delete NAME -yes              the counter and its history; the audit keeps a record.
+                                main, the front page's counter, also needs -force
+  export NAME [-format csv|json] [-o FILE [-force]]
+                                the total and day rows as CSV (default) or JSON, to stdout
+                                or FILE; an existing FILE needs -force
+  import NAME FILE|- [-format csv|json] [-yes]
+                                day rows from FILE or stdin; each replaces that day's row.
+                                The file's total (CSV "# total,N", JSON "total") becomes
+                                the counter's; without one the views are added to it.
+                                CSV needs the columns day,views; visitors,bots,filtered
+                                are optional. A new NAME is created; an existing one
+                                needs -yes
+  switch NAME [-plus-one on|off] [-page on|off]
+                                whether the counter's page and embeds offer +1, and
+                                whether /c/NAME is a page at all (badges, embeds and
+                                the API go on); without flags, shows them
+  audit [NAME]                  the recorded changes, oldest first [-json]
+
+Flags go after the subcommand, before or after its arguments; "--" ends
+them. Every subcommand takes -database-url (default $DATABASE_URL),
+-timezone (default $TIMEZONE, else UTC: set it as the server's, for
+"today") and -log-level (default warn); changes take -actor (default
+$USER@hostname), recorded in the audit. Destructive changes without -yes
+say what they would do and change nothing. -format defaults to the file's
+extension, else CSV; an import that starts with { or [ is JSON.
+"hitcounter counters SUBCOMMAND -h" lists its flags.
+`
+
+// countersSub describes one subcommand: how it is called, how many
+// arguments it takes, which flags it has beyond the common ones, and what
+// runs it.
+type countersSub struct {
+	args             string // for messages: "NAME TOTAL"
+	minArgs, maxArgs int
+	changes          bool   // records an audit row: takes -actor
+	yes              bool   // takes -yes
+	json             bool   // takes -json
+	format           bool   // takes -format
+	force            string // takes -force, which does this
+	run              func(c *countersCmd, ctx context.Context, store *db.Store, stdout io.Writer) error
+}
+
+// countersSubs is the one list of subcommands: it dispatches, and names
+// them in messages and suggestions.
+func countersSubs() map[string]countersSub {
+	return map[string]countersSub{
+		"list":   {json: true, run: (*countersCmd).list},
+		"create": {args: "NAME", minArgs: 1, maxArgs: 1, changes: true, run: (*countersCmd).create},
+		"set":    {args: "NAME TOTAL", minArgs: 2, maxArgs: 2, changes: true, yes: true, run: (*countersCmd).set},
+		"reset":  {args: "NAME", minArgs: 1, maxArgs: 1, changes: true, yes: true, run: (*countersCmd).reset},
+		"rename": {args: "NAME NEWNAME", minArgs: 2, maxArgs: 2, changes: true,
+			force: "also rename " + frontPageCounter + ", the front page's counter", run: (*countersCmd).rename},
+		"delete": {args: "NAME", minArgs: 1, maxArgs: 1, changes: true, yes: true,
+			force: "with -yes, also delete " + frontPageCounter + ", the front page's counter", run: (*countersCmd).delete},
+		"export": {args: "NAME", minArgs: 1, maxArgs: 1, format: true,
+			force: "overwrite the file of -o if it exists", run: (*countersCmd).export},
+		"import": {args: "NAME FILE|-", minArgs: 2, maxArgs: 2, changes: true, yes: true, format: true, run: (*countersCmd).importDays},
+		"switch": {args: "NAME", minArgs: 1, maxArgs: 1, changes: true, run: (*countersCmd).switchCounter},
+		"audit":  {args: "[NAME]", maxArgs: 1, json: true, run: (*countersCmd).audit},
+	}
+}
+
+// frontPageCounter is the counter of the front page, /: deleting it takes
+// the front page down.
+const frontPageCounter = db.MainCounter
+
+// countersCmd is one parsed and validated invocation: everything is
+// checked, and an import's file read, before the database is touched.
+type countersCmd struct {
+	sub         string
+	run         func(c *countersCmd, ctx context.Context, store *db.Store, stdout io.Writer) error
+	databaseURL string
+	loc         *time.Location
+	logLevel    slog.Level
+	actor       string
+	yes         bool
+	force       bool
+	asJSON      bool
+	name        string
+	newName     string // rename
+	total       int64  // create -total, set TOTAL
+	format      string // export, import: csv or json
+	out         string // export -o; empty is stdout
+	file        string // import: the file's name, for messages
+	days        []db.Day
+	fileTotal   *int64 // import: the total a JSON file sets
+	plusOne     *bool  // switch -plus-one; nil: unchanged
+	page        *bool  // switch -page; nil: unchanged
+}
+
+// runCounters runs `hitcounter counters …`; args[0] is "counters".
+func Run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
+	c, err := parseCounters(args, getenv, stdin, stderr)
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: c.logLevel}))
+	if c.logLevel > slog.LevelInfo {
+		log = slog.New(withoutFinalFailure{log.Handler()})
+	}
+	cfg := db.DefaultConfig()
+	cfg.Location = c.loc
+	store, err := db.Open(c.databaseURL, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	if err := reach(ctx, c.databaseURL); err != nil {
+		return err
+	}
+	if err := store.Ready(ctx); err != nil {
+		return fmt.Errorf("database: %w (the schema is applied by `hitcounter -migrate`, which `make run` does)", err)
+	}
+	err = c.run(c, ctx, store, stdout)
+	if errors.Is(err, db.ErrOutcomeUnknown) && c.name != "" {
+		return fmt.Errorf("%w; see `hitcounter counters audit %s` before trying again", err, c.name)
+	}
+	return err
+}
+
+// reach connects once, without the store's retries: an owner at a prompt
+// wants a database that is down or mistyped said at once, in one line,
+// not the server's retry logs. Commands keep the retries once it answers.
+func reach(ctx context.Context, databaseURL string) error {
+	pc, err := pgxpool.ParseConfig(databaseURL) // pool_* parameters are not the server's
+	if err != nil {
+		// db.Open has refused it already; pgx's message may quote the password.
+		return fmt.Errorf("database URL: %w", db.ErrInvalid)
+	}
+	cfg := pc.ConnConfig
+	if cfg.ConnectTimeout == 0 { // else a server that never answers hangs the command
+		cfg.ConnectTimeout = 10 * time.Second
+	}
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		addr := net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port)))
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) { // it answered: a password, a database name
+			return fmt.Errorf("the database at %s refused the connection: %w", addr, pgErr)
+		}
+		return fmt.Errorf("cannot reach the database at %s: %w", addr, connectCause(err))
+	}
+	return conn.Close(ctx)
+}
+
+// connectCause is the root of pgx's connect error ("connection refused"),
+// without the per-attempt lines around it. Of several attempts (TLS, then
+// plain) the last says most.
+func connectCause(err error) error {
+	for {
+		var next error
+		switch u := err.(type) {
+		case interface{ Unwrap() []error }:
+			if errs := u.Unwrap(); len(errs) > 0 {
+				next = errs[len(errs)-1]
+			}
+		case interface{ Unwrap() error }:
+			next = u.Unwrap()
+		}
+		if next == nil {
+			break
+		}
+		err = next
+	}
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return fmt.Errorf("the server closed the connection (%w)", err)
+	}
+	return err
+}
+
+// withoutFinalFailure drops the store's log of a transaction's final
+// failure: runCounters returns that error and main prints it, so the log
+// line would only say it twice. It drops the outage lines too (they speak
+// of the server's requests) and the listener's: the store keeps counts in
+// memory for the server, which a command does not need. Retries are still
+// logged.
+type withoutFinalFailure struct{ slog.Handler }
+
+func (h withoutFinalFailure) Handle(ctx context.Context, r slog.Record) error {
+	for _, drop := range []string{"db transaction failed", "db listener", "db unavailable", "db still unavailable"} {
+		if strings.HasPrefix(r.Message, drop) {
+			return nil
+		}
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h withoutFinalFailure) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return withoutFinalFailure{h.Handler.WithAttrs(attrs)}
+}
+
+func (h withoutFinalFailure) WithGroup(name string) slog.Handler {
+	return withoutFinalFailure{h.Handler.WithGroup(name)}
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// plural is "1 day row", "2 day rows".
+func plural(n int64, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return strconv.FormatInt(n, 10) + " " + what + "s"
+}

@@ -1,0 +1,338 @@
+package owner
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"os/user"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hitcounter/hitcounter/db"
+)
+
+// parseCounters reads the subcommand, its arguments and flags, the
+// environment, and an import's file.
+func parseCounters(args []string, getenv func(string) string, stdin io.Reader, stderr io.Writer) (*countersCmd, error) {
+	subs := countersSubs()
+	if len(args) < 2 {
+		fmt.Fprint(stderr, countersUsage)
+		return nil, fmt.Errorf("counters: missing subcommand: %s", subNames(subs))
+	}
+	c := &countersCmd{sub: args[1]}
+	switch c.sub {
+	case "-h", "-help", "--help", "help":
+		fmt.Fprint(stderr, countersUsage)
+		return nil, flag.ErrHelp
+	}
+	spec, ok := subs[c.sub]
+	if !ok {
+		if strings.HasPrefix(c.sub, "-") {
+			return nil, fmt.Errorf("counters: flags go after the subcommand: hitcounter counters SUBCOMMAND %s", c.sub)
+		}
+		if near := suggest(c.sub, subs); near != "" {
+			return nil, fmt.Errorf("counters: unknown subcommand %q: did you mean %q?", c.sub, near)
+		}
+		return nil, fmt.Errorf("counters: unknown subcommand %q: want %s", c.sub, subNames(subs))
+	}
+	c.run = spec.run
+	usage := strings.TrimSpace("hitcounter counters " + c.sub + " " + spec.args)
+
+	// The flag package prints its errors and the usage itself; the error
+	// is returned instead (main prints it once), and the usage is for -h.
+	fs := flag.NewFlagSet("hitcounter counters "+c.sub, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	// The defaults from the environment are read after parsing, so -h
+	// never prints the database password.
+	var tz, level string
+	fs.StringVar(&c.databaseURL, "database-url", "", "PostgreSQL URL (default $DATABASE_URL)")
+	fs.StringVar(&tz, "timezone", "", "IANA timezone of \"today\", as the server's (default $TIMEZONE, else UTC)")
+	fs.StringVar(&level, "log-level", "warn", "level of the logs on stderr: debug, info, warn or error")
+	if spec.changes {
+		fs.StringVar(&c.actor, "actor", "", "who the audit records (default $USER@hostname)")
+	}
+	if spec.yes {
+		fs.BoolVar(&c.yes, "yes", false, "confirm the change")
+	}
+	if spec.force != "" {
+		fs.BoolVar(&c.force, "force", false, spec.force)
+	}
+	if spec.json {
+		fs.BoolVar(&c.asJSON, "json", false, "print JSON instead of a table")
+	}
+	if spec.format {
+		fs.StringVar(&c.format, "format", "", "csv or json (default from the file's extension, else csv; an import starting with { or [ is json)")
+	}
+	if c.sub == "create" {
+		fs.Int64Var(&c.total, "total", 0, "starting total")
+	}
+	if c.sub == "export" {
+		fs.StringVar(&c.out, "o", "", "write to this file instead of stdout")
+	}
+	var plusOne, page string
+	if c.sub == "switch" {
+		fs.StringVar(&plusOne, "plus-one", "", "on or off: the counter's page and embeds offer +1")
+		fs.StringVar(&page, "page", "", "on or off: /c/NAME shows the counter's page")
+	}
+	pos, err := parseInterspersed(fs, args[2:])
+	if errors.Is(err, flag.ErrHelp) {
+		fmt.Fprintf(stderr, "usage: %s [FLAGS]\n\nFlags:\n", usage)
+		fs.SetOutput(stderr)
+		fs.PrintDefaults()
+		return nil, err
+	}
+	if err != nil {
+		return nil, fmt.Errorf("counters %s: %w; %q lists its flags", c.sub, err, "hitcounter counters "+c.sub+" -h")
+	}
+	if len(pos) < spec.minArgs || len(pos) > spec.maxArgs {
+		return nil, fmt.Errorf("counters %s: %d arguments %q: usage: %s", c.sub, len(pos), pos, usage)
+	}
+
+	if err := c.parseArgs(pos); err != nil {
+		return nil, err
+	}
+	if c.plusOne, err = onOff("plus-one", plusOne); err != nil {
+		return nil, err
+	}
+	if c.page, err = onOff("page", page); err != nil {
+		return nil, err
+	}
+	if err := c.parseCommon(getenv, tz, level); err != nil {
+		return nil, err
+	}
+	if c.sub == "import" {
+		if err := c.readImport(stdin); err != nil {
+			return nil, err
+		}
+	}
+	if c.databaseURL == "" {
+		return nil, errors.New("no database: set DATABASE_URL or -database-url")
+	}
+	return c, nil
+}
+
+// parseArgs checks the positional arguments of c.sub.
+func (c *countersCmd) parseArgs(pos []string) error {
+	if len(pos) > 0 {
+		c.name = pos[0]
+		if err := checkCounterName(c.name); err != nil {
+			return err
+		}
+	}
+	switch c.sub {
+	case "create":
+		if c.total < 0 {
+			return fmt.Errorf("total %d: %w: must be ≥ 0", c.total, db.ErrInvalid)
+		}
+	case "set":
+		n, err := strconv.ParseInt(pos[1], 10, 64)
+		if err != nil {
+			return fmt.Errorf("total %q: %w: want a whole number", pos[1], db.ErrInvalid)
+		}
+		if n < 0 {
+			return fmt.Errorf("total %d: %w: must be ≥ 0", n, db.ErrInvalid)
+		}
+		c.total = n
+	case "rename":
+		c.newName = pos[1]
+		if err := checkCounterName(c.newName); err != nil {
+			return err
+		}
+		if c.newName == c.name {
+			return fmt.Errorf("rename %s: the new name is the same", c.name)
+		}
+	case "export":
+		if err := c.checkFormat(c.out); err != nil {
+			return err
+		}
+		if c.format == "" {
+			c.format = "csv"
+		}
+		if c.out != "" {
+			if fi, err := os.Stat(filepath.Dir(c.out)); err != nil || !fi.IsDir() {
+				return fmt.Errorf("-o %s: no such directory %s", c.out, filepath.Dir(c.out))
+			}
+			// Checked before the export, so nothing is read in vain; the
+			// atomic write replaces the file only with -force.
+			if _, err := os.Lstat(c.out); err == nil && !c.force {
+				return fmt.Errorf("-o %s: the file exists; add -force to overwrite it", c.out)
+			}
+		}
+	case "import":
+		c.file = pos[1]
+		// Without a format or a known extension, readImport looks at the
+		// content.
+		if err := c.checkFormat(c.file); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkFormat settles -format when it can: given, or from the file's
+// extension; else it stays "".
+func (c *countersCmd) checkFormat(file string) error {
+	switch {
+	case c.format == "" && strings.EqualFold(filepath.Ext(file), ".json"):
+		c.format = "json"
+	case c.format == "" && strings.EqualFold(filepath.Ext(file), ".csv"):
+		c.format = "csv"
+	case c.format != "" && c.format != "csv" && c.format != "json":
+		return fmt.Errorf("format %q: want csv or json", c.format)
+	}
+	return nil
+}
+
+// parseCommon reads the settings every subcommand shares.
+func (c *countersCmd) parseCommon(getenv func(string) string, tz, level string) error {
+	if c.databaseURL == "" {
+		c.databaseURL = getenv("DATABASE_URL")
+	}
+	if tz == "" {
+		tz = getenv("TIMEZONE")
+	}
+	if tz == "" {
+		tz = "UTC"
+	}
+	loc, err := time.LoadLocation(tz)
+	if err != nil || tz == "Local" {
+		return fmt.Errorf("timezone %q: want an IANA name such as UTC or Europe/Berlin", tz)
+	}
+	c.loc = loc
+	if err := c.logLevel.UnmarshalText([]byte(level)); err != nil {
+		return fmt.Errorf("log level %q: want debug, info, warn or error", level)
+	}
+	if c.actor == "" {
+		c.actor = defaultActor(getenv)
+	}
+	if len(c.actor) > 200 || strings.ContainsFunc(c.actor, func(r rune) bool { return r < ' ' || r == 0x7f }) {
+		return fmt.Errorf("actor %q: want at most 200 printable characters", c.actor)
+	}
+	return nil
+}
+
+func checkCounterName(name string) error {
+	if !db.ValidName(name) {
+		return fmt.Errorf("counter name %q: %w: %s", name, db.ErrInvalid, db.NameRule)
+	}
+	return nil
+}
+
+// subNames lists the subcommands for a message: "audit, create, … or set".
+func subNames(subs map[string]countersSub) string {
+	names := slices.Sorted(maps.Keys(subs))
+	return strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
+}
+
+// suggest is the subcommand a mistyped one most likely meant: the nearest
+// within two edits, or the one it begins; "" when none or a tie.
+func suggest(typed string, subs map[string]countersSub) string {
+	best, bestDist, tie := "", 3, false
+	for name := range subs {
+		d := editDistance(typed, name)
+		if len(typed) >= 2 && strings.HasPrefix(name, typed) {
+			d = min(d, 1)
+		}
+		switch {
+		case d < bestDist:
+			best, bestDist, tie = name, d, false
+		case d == bestDist:
+			tie = true
+		}
+	}
+	if tie {
+		return ""
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance of a and b, by bytes: the
+// names are ASCII.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+// defaultActor is who runs the command, as "user@host": $USER, else the
+// OS account, else "uid N" (a container's user may have no name).
+func defaultActor(getenv func(string) string) string {
+	who := getenv("USER")
+	if who == "" {
+		if u, err := user.Current(); err == nil {
+			who = u.Username
+		}
+	}
+	if who == "" {
+		who = "uid " + strconv.Itoa(os.Getuid())
+	}
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "unknown-host"
+	}
+	return who + "@" + host
+}
+
+// parseInterspersed parses fs's flags wherever they are among args, and
+// returns the other arguments in order. "--" ends the flags, "-" is an
+// argument (stdin), and so is a negative number: "set blog -5" is then
+// refused as a negative total, not as an unknown flag -5.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var flagArgs, pos []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "--":
+			pos = append(pos, args[i+1:]...)
+			i = len(args)
+		case len(a) < 2 || a[0] != '-' || isInteger(a):
+			pos = append(pos, a)
+		default:
+			flagArgs = append(flagArgs, a)
+			name := strings.TrimLeft(a, "-")
+			if strings.Contains(name, "=") {
+				continue
+			}
+			// A flag that takes a value takes the next argument.
+			if f := fs.Lookup(name); f != nil && !isBoolFlag(f) && i+1 < len(args) {
+				i++
+				flagArgs = append(flagArgs, args[i])
+			}
+		}
+	}
+	if err := fs.Parse(flagArgs); err != nil {
+		return nil, err
+	}
+	return append(pos, fs.Args()...), nil
+}
+
+func isInteger(s string) bool {
+	_, err := strconv.ParseInt(s, 10, 64)
+	return err == nil
+}
+
+func isBoolFlag(f *flag.Flag) bool {
+	b, ok := f.Value.(interface{ IsBoolFlag() bool })
+	return ok && b.IsBoolFlag()
+}
