@@ -57,7 +57,7 @@ type auditJSON struct {
 	New     json.RawMessage `json:"new"`
 }
 
-func (c *countersCmd) audit(ctx context.Context, store *db.Store, stdout io.Writer) error {
+func (c *command) audit(ctx context.Context, store *db.Store, stdout io.Writer) error {
 	entries, err := store.Audit(ctx, c.name)
 	if err != nil {
 		return err

@@ -8,7 +8,7 @@ import (
 	"github.com/hitcounter/hitcounter/db"
 )
 
-func (c *countersCmd) create(ctx context.Context, store *db.Store, stdout io.Writer) error {
+func (c *command) create(ctx context.Context, store *db.Store, stdout io.Writer) error {
 	if err := store.Create(ctx, c.actor, c.name, c.total); err != nil {
 		return err
 	}
@@ -16,7 +16,7 @@ func (c *countersCmd) create(ctx context.Context, store *db.Store, stdout io.Wri
 	return nil
 }
 
-func (c *countersCmd) rename(ctx context.Context, store *db.Store, stdout io.Writer) error {
+func (c *command) rename(ctx context.Context, store *db.Store, stdout io.Writer) error {
 	if c.name == frontPageCounter && !c.force {
 		return refuse("rename "+c.name+" would take the front page (/) down: "+c.name+" is its counter", "-force")
 	}
@@ -31,21 +31,23 @@ func (c *countersCmd) rename(ctx context.Context, store *db.Store, stdout io.Wri
 	return nil
 }
 
-// onOff reads a switch flag: "" is unchanged (nil).
-func onOff(flag, v string) (*bool, error) {
-	switch v {
-	case "":
-		return nil, nil
-	case "on":
-		return new(true), nil
-	case "off":
-		return new(false), nil
+// onOff is a switch flag's parser: on or off, set once given.
+func onOff(v **bool) func(string) error {
+	return func(s string) error {
+		switch s {
+		case "on":
+			*v = new(true)
+		case "off":
+			*v = new(false)
+		default:
+			return fmt.Errorf("want on or off, not %q", s)
+		}
+		return nil
 	}
-	return nil, fmt.Errorf("counters switch: -%s %q: want on or off", flag, v)
 }
 
 // switchCounter sets the switches given and prints them all.
-func (c *countersCmd) switchCounter(ctx context.Context, store *db.Store, stdout io.Writer) error {
+func (c *command) switchCounter(ctx context.Context, store *db.Store, stdout io.Writer) error {
 	now, err := store.Counts(ctx, c.name)
 	if err != nil {
 		return err
@@ -85,7 +87,7 @@ func refuse(what, flags string) error {
 	return fmt.Errorf("%s; nothing changed: add %s to do it", what, flags)
 }
 
-func (c *countersCmd) set(ctx context.Context, store *db.Store, stdout io.Writer) error {
+func (c *command) set(ctx context.Context, store *db.Store, stdout io.Writer) error {
 	if !c.yes {
 		now, err := store.Counts(ctx, c.name)
 		if err != nil {
@@ -104,7 +106,7 @@ func (c *countersCmd) set(ctx context.Context, store *db.Store, stdout io.Writer
 	return nil
 }
 
-func (c *countersCmd) reset(ctx context.Context, store *db.Store, stdout io.Writer) error {
+func (c *command) reset(ctx context.Context, store *db.Store, stdout io.Writer) error {
 	if !c.yes {
 		now, days, err := store.Export(ctx, c.name)
 		if err != nil {
@@ -123,7 +125,7 @@ func (c *countersCmd) reset(ctx context.Context, store *db.Store, stdout io.Writ
 	return nil
 }
 
-func (c *countersCmd) delete(ctx context.Context, store *db.Store, stdout io.Writer) error {
+func (c *command) delete(ctx context.Context, store *db.Store, stdout io.Writer) error {
 	frontPage := c.name == frontPageCounter
 	if !c.yes || frontPage && !c.force {
 		now, days, err := store.Export(ctx, c.name)

@@ -21,7 +21,7 @@ type listJSON struct {
 	Updated  time.Time `json:"updated"`
 }
 
-func (c *countersCmd) list(ctx context.Context, store *db.Store, stdout io.Writer) error {
+func (c *command) list(ctx context.Context, store *db.Store, stdout io.Writer) error {
 	counts, err := store.List(ctx)
 	if err != nil {
 		return err

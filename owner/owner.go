@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -22,75 +23,139 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-const countersUsage = `usage: hitcounter counters SUBCOMMAND [ARGS] [FLAGS]
+// subcommand is one of `hitcounter counters …`: the one home of its name,
+// arguments, help, flags and what runs it. The usage text, the dispatch,
+// the list in messages and the suggestions for a typo all come from the
+// table.
+type subcommand struct {
+	name     string
+	args     string // positional, for the usage: "NAME TOTAL"; "[NAME]" is optional
+	synopsis string // its flags, for the usage: "[-total N]"
+	help     string // what it does, wrapped into the usage text
+	changes  bool   // records an audit row: takes -actor
+	yes      bool   // takes -yes
+	json     bool   // takes -json
+	format   bool   // takes -format
+	force    string // takes -force, which does this
+	// flags adds its own flags; check reads its arguments (pos, after the
+	// flags and the common settings). Both may be nil.
+	flags func(c *command, fs *flag.FlagSet)
+	check func(c *command, pos []string, stdin io.Reader) error
+	run   func(c *command, ctx context.Context, store *db.Store, stdout io.Writer) error
+}
 
-Subcommands:
-  list                          every counter: total and today's figures [-json]
-  create NAME [-total N]        a new counter, starting at N (default 0)
-  set NAME TOTAL -yes           replace the total; history and today stay
-  reset NAME -yes               total 0, day rows and today's visitors deleted
-  rename NAME NEWNAME           history and visitors follow (no -yes: undo by renaming back);
-                                main, the front page's counter, needs -force
-  delete NAME -yes              the counter and its history; the audit keeps a record.
-                                main, the front page's counter, also needs -force
-  export NAME [-format csv|json] [-o FILE [-force]]
-                                the total and day rows as CSV (default) or JSON, to stdout
-                                or FILE; an existing FILE needs -force
-  import NAME FILE|- [-format csv|json] [-yes]
-                                day rows from FILE or stdin; each replaces that day's row.
-                                The file's total (CSV "# total,N", JSON "total") becomes
-                                the counter's; without one the views are added to it.
-                                CSV needs the columns day,views; visitors,bots,filtered
-                                are optional. A new NAME is created; an existing one
-                                needs -yes
-  switch NAME [-plus-one on|off] [-page on|off]
-                                whether the counter's page and embeds offer +1, and
-                                whether /c/NAME is a page at all (badges, embeds and
-                                the API go on); without flags, shows them
-  audit [NAME]                  the recorded changes, oldest first [-json]
+// subcommands is the table, in the order of the usage text.
+func subcommands() []subcommand {
+	return []subcommand{
+		{name: "list", synopsis: "[-json]", json: true, run: (*command).list,
+			help: "every counter: total and today's figures"},
+		{name: "create", args: "NAME", synopsis: "[-total N]", changes: true,
+			flags: func(c *command, fs *flag.FlagSet) { fs.Int64Var(&c.total, "total", 0, "starting total") },
+			check: (*command).checkCreate, run: (*command).create,
+			help: "a new counter, starting at N (default 0): carry over an old counter's count"},
+		{name: "set", args: "NAME TOTAL", synopsis: "-yes", changes: true, yes: true, check: (*command).checkSet, run: (*command).set,
+			help: "replace the total; history and today's figures stay"},
+		{name: "reset", args: "NAME", synopsis: "-yes", changes: true, yes: true, run: (*command).reset,
+			help: "total 0, day rows and today's visitors deleted"},
+		{name: "rename", args: "NAME NEWNAME", synopsis: "[-force]", changes: true, check: (*command).checkRename, run: (*command).rename,
+			force: "also rename " + frontPageCounter + ", the front page's counter",
+			help:  "history and visitors follow (no -yes: undo by renaming back); " + frontPageCounter + ", the front page's counter, needs -force"},
+		{name: "delete", args: "NAME", synopsis: "-yes [-force]", changes: true, yes: true, run: (*command).delete,
+			force: "with -yes, also delete " + frontPageCounter + ", the front page's counter",
+			help:  "the counter and its history; the audit keeps a record. " + frontPageCounter + ", the front page's counter, also needs -force"},
+		{name: "export", args: "NAME", synopsis: "[-format csv|json] [-o FILE [-force]]", format: true,
+			force: "overwrite the file of -o if it exists",
+			flags: func(c *command, fs *flag.FlagSet) {
+				fs.StringVar(&c.out, "o", "", "write to this file instead of stdout")
+			},
+			check: (*command).checkExport, run: (*command).export,
+			help: "the total and day rows as CSV (default) or JSON, to stdout or FILE; an existing FILE needs -force"},
+		{name: "import", args: "NAME FILE|-", synopsis: "[-format csv|json] [-yes]", changes: true, yes: true, format: true,
+			check: (*command).checkImport, run: (*command).importDays,
+			help: "day rows from FILE or stdin; each replaces that day's row. The file's total (CSV \"#~total,N\", " +
+				"JSON \"total\") becomes the counter's; without one the views are added to it. CSV needs the columns " +
+				"day,views; visitors,bots,filtered are optional. A new NAME is created; an existing one needs -yes"},
+		{name: "switch", args: "NAME", synopsis: "[-plus-one on|off] [-page on|off]", changes: true,
+			flags: func(c *command, fs *flag.FlagSet) {
+				fs.Func("plus-one", "on or off: the counter's page and embeds offer +1", onOff(&c.plusOne))
+				fs.Func("page", "on or off: /c/NAME shows the counter's page", onOff(&c.page))
+			},
+			run: (*command).switchCounter,
+			help: "whether the counter's page and embeds offer +1, and whether /c/NAME is a page at all " +
+				"(badges, embeds and the API go on); without flags, shows them"},
+		{name: "audit", args: "[NAME]", synopsis: "[-json]", json: true, run: (*command).audit,
+			help: "the recorded changes, oldest first"},
+	}
+}
 
+// usage is the text of `hitcounter counters -h`, from the table.
+func usage() string {
+	var b strings.Builder
+	b.WriteString("usage: hitcounter counters SUBCOMMAND [ARGS] [FLAGS]\n\nSubcommands:\n")
+	const col = 32 // where the help starts
+	for _, sub := range subcommands() {
+		line := strings.Join(strings.Fields(sub.name+" "+sub.args+" "+sub.synopsis), " ")
+		help := wrap(sub.help, 78-col)
+		if len(line) < col-3 {
+			fmt.Fprintf(&b, "  %-*s%s\n", col-2, line, help[0])
+			help = help[1:]
+		} else {
+			fmt.Fprintf(&b, "  %s\n", line)
+		}
+		for _, h := range help {
+			fmt.Fprintf(&b, "%*s%s\n", col, "", h)
+		}
+	}
+	b.WriteString(`
 Flags go after the subcommand, before or after its arguments; "--" ends
 them. Every subcommand takes -database-url (default $DATABASE_URL),
 -timezone (default $TIMEZONE, else UTC: set it as the server's, for
 "today") and -log-level (default warn); changes take -actor (default
 $USER@hostname), recorded in the audit. Destructive changes without -yes
 say what they would do and change nothing. -format defaults to the file's
-extension, else CSV; an import that starts with { or [ is JSON.
+extension, else the content: JSON if it starts with { or [, else CSV.
 "hitcounter counters SUBCOMMAND -h" lists its flags.
-`
-
-// countersSub describes one subcommand: how it is called, how many
-// arguments it takes, which flags it has beyond the common ones, and what
-// runs it.
-type countersSub struct {
-	args             string // for messages: "NAME TOTAL"
-	minArgs, maxArgs int
-	changes          bool   // records an audit row: takes -actor
-	yes              bool   // takes -yes
-	json             bool   // takes -json
-	format           bool   // takes -format
-	force            string // takes -force, which does this
-	run              func(c *countersCmd, ctx context.Context, store *db.Store, stdout io.Writer) error
+`)
+	return b.String()
 }
 
-// countersSubs is the one list of subcommands: it dispatches, and names
-// them in messages and suggestions.
-func countersSubs() map[string]countersSub {
-	return map[string]countersSub{
-		"list":   {json: true, run: (*countersCmd).list},
-		"create": {args: "NAME", minArgs: 1, maxArgs: 1, changes: true, run: (*countersCmd).create},
-		"set":    {args: "NAME TOTAL", minArgs: 2, maxArgs: 2, changes: true, yes: true, run: (*countersCmd).set},
-		"reset":  {args: "NAME", minArgs: 1, maxArgs: 1, changes: true, yes: true, run: (*countersCmd).reset},
-		"rename": {args: "NAME NEWNAME", minArgs: 2, maxArgs: 2, changes: true,
-			force: "also rename " + frontPageCounter + ", the front page's counter", run: (*countersCmd).rename},
-		"delete": {args: "NAME", minArgs: 1, maxArgs: 1, changes: true, yes: true,
-			force: "with -yes, also delete " + frontPageCounter + ", the front page's counter", run: (*countersCmd).delete},
-		"export": {args: "NAME", minArgs: 1, maxArgs: 1, format: true,
-			force: "overwrite the file of -o if it exists", run: (*countersCmd).export},
-		"import": {args: "NAME FILE|-", minArgs: 2, maxArgs: 2, changes: true, yes: true, format: true, run: (*countersCmd).importDays},
-		"switch": {args: "NAME", minArgs: 1, maxArgs: 1, changes: true, run: (*countersCmd).switchCounter},
-		"audit":  {args: "[NAME]", maxArgs: 1, json: true, run: (*countersCmd).audit},
+// wrap breaks text into lines of at most width bytes, at spaces; a ~ is a
+// space that does not break ("#~total,N").
+func wrap(text string, width int) []string {
+	var lines []string
+	line := ""
+	for _, w := range strings.Fields(text) {
+		if line != "" && len(line)+1+len(w) > width {
+			lines = append(lines, line)
+			line = ""
+		}
+		if line != "" {
+			line += " "
+		}
+		line += strings.ReplaceAll(w, "~", " ")
 	}
+	return append(lines, line)
+}
+
+// lookup finds a subcommand by name.
+func lookup(name string) (subcommand, bool) {
+	for _, sub := range subcommands() {
+		if sub.name == name {
+			return sub, true
+		}
+	}
+	return subcommand{}, false
+}
+
+// minMaxArgs is how many positional arguments sub takes.
+func (sub subcommand) minMaxArgs() (minArgs, maxArgs int) {
+	for _, a := range strings.Fields(sub.args) {
+		maxArgs++
+		if !strings.HasPrefix(a, "[") {
+			minArgs++
+		}
+	}
+	return minArgs, maxArgs
 }
 
 // frontPageCounter is the counter of the front page, /: deleting it takes
@@ -99,9 +164,9 @@ const frontPageCounter = db.MainCounter
 
 // countersCmd is one parsed and validated invocation: everything is
 // checked, and an import's file read, before the database is touched.
-type countersCmd struct {
+type command struct {
 	sub         string
-	run         func(c *countersCmd, ctx context.Context, store *db.Store, stdout io.Writer) error
+	run         func(c *command, ctx context.Context, store *db.Store, stdout io.Writer) error
 	databaseURL string
 	loc         *time.Location
 	logLevel    slog.Level
@@ -121,9 +186,9 @@ type countersCmd struct {
 	page        *bool  // switch -page; nil: unchanged
 }
 
-// runCounters runs `hitcounter counters …`; args[0] is "counters".
+// Run runs `hitcounter counters …`; args[0] is "counters".
 func Run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
-	c, err := parseCounters(args, getenv, stdin, stderr)
+	c, err := parse(args, getenv, stdin, stderr)
 	if err != nil {
 		return err
 	}

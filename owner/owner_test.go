@@ -465,7 +465,7 @@ func TestCountersSwitch(t *testing.T) {
 		t.Errorf("audit: %d switch rows, want 3 with their states:\n%s", n, audit)
 	}
 	before := dbState(t, dbURL)
-	wantRefused(t, dbURL, "", []string{"switch", "blog", "-page", "no"}, `-page "no": want on or off`)
+	wantRefused(t, dbURL, "", []string{"switch", "blog", "-page", "no"}, `invalid value "no" for flag -page: want on or off`)
 	wantRefused(t, dbURL, "", []string{"switch", "nope", "-page", "off"}, `"nope"`, "not found")
 	wantUnchanged(t, dbURL, before)
 }
@@ -978,9 +978,19 @@ func TestCountersHelp(t *testing.T) {
 		t.Errorf("counters alone: error %v, want a failure", err)
 	}
 	usage := stderr.String()
-	for sub := range countersSubs() {
-		if !strings.Contains(usage, "\n  "+sub+" ") {
-			t.Errorf("usage does not list %s:\n%s", sub, usage)
+	listed := 0
+	for _, sub := range subcommands() {
+		if !strings.Contains(usage, "\n  "+sub.name+" ") {
+			t.Errorf("usage does not list %s:\n%s", sub.name, usage)
+		}
+		listed++
+	}
+	if listed < 10 {
+		t.Errorf("the table has %d subcommands", listed)
+	}
+	for _, l := range strings.Split(usage, "\n") {
+		if len(l) > 80 {
+			t.Errorf("usage line of %d bytes: %q", len(l), l)
 		}
 	}
 	// The closing paragraph is filled: a short line inside it is a stray
@@ -1093,7 +1103,7 @@ func TestCountersSuggest(t *testing.T) {
 		"crate": "create", "lst": "list", "exprot": "export", "del": "delete", "imprt": "import",
 		"audits": "audit", "re": "", "frobnicate": "", "x": "",
 	} {
-		if got := suggest(typed, countersSubs()); got != want {
+		if got := suggest(typed); got != want {
 			t.Errorf("suggest(%q) = %q, want %q", typed, got, want)
 		}
 	}

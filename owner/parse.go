@@ -5,7 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"maps"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -17,32 +16,31 @@ import (
 	"github.com/hitcounter/hitcounter/db"
 )
 
-// parseCounters reads the subcommand, its arguments and flags, the
-// environment, and an import's file.
-func parseCounters(args []string, getenv func(string) string, stdin io.Reader, stderr io.Writer) (*countersCmd, error) {
-	subs := countersSubs()
+// parse reads the subcommand, its flags, the environment, its arguments
+// and an import's file: everything is checked before anything connects.
+func parse(args []string, getenv func(string) string, stdin io.Reader, stderr io.Writer) (*command, error) {
 	if len(args) < 2 {
-		fmt.Fprint(stderr, countersUsage)
-		return nil, fmt.Errorf("counters: missing subcommand: %s", subNames(subs))
+		fmt.Fprint(stderr, usage())
+		return nil, fmt.Errorf("counters: missing subcommand: %s", subNames())
 	}
-	c := &countersCmd{sub: args[1]}
+	c := &command{sub: args[1]}
 	switch c.sub {
 	case "-h", "-help", "--help", "help":
-		fmt.Fprint(stderr, countersUsage)
+		fmt.Fprint(stderr, usage())
 		return nil, flag.ErrHelp
 	}
-	spec, ok := subs[c.sub]
+	sub, ok := lookup(c.sub)
 	if !ok {
 		if strings.HasPrefix(c.sub, "-") {
 			return nil, fmt.Errorf("counters: flags go after the subcommand: hitcounter counters SUBCOMMAND %s", c.sub)
 		}
-		if near := suggest(c.sub, subs); near != "" {
+		if near := suggest(c.sub); near != "" {
 			return nil, fmt.Errorf("counters: unknown subcommand %q: did you mean %q?", c.sub, near)
 		}
-		return nil, fmt.Errorf("counters: unknown subcommand %q: want %s", c.sub, subNames(subs))
+		return nil, fmt.Errorf("counters: unknown subcommand %q: want %s", c.sub, subNames())
 	}
-	c.run = spec.run
-	usage := strings.TrimSpace("hitcounter counters " + c.sub + " " + spec.args)
+	c.run = sub.run
+	synopsis := strings.Join(strings.Fields("hitcounter counters "+sub.name+" "+sub.args), " ")
 
 	// The flag package prints its errors and the usage itself; the error
 	// is returned instead (main prints it once), and the usage is for -h.
@@ -55,35 +53,27 @@ func parseCounters(args []string, getenv func(string) string, stdin io.Reader, s
 	fs.StringVar(&c.databaseURL, "database-url", "", "PostgreSQL URL (default $DATABASE_URL)")
 	fs.StringVar(&tz, "timezone", "", "IANA timezone of \"today\", as the server's (default $TIMEZONE, else UTC)")
 	fs.StringVar(&level, "log-level", "warn", "level of the logs on stderr: debug, info, warn or error")
-	if spec.changes {
+	if sub.changes {
 		fs.StringVar(&c.actor, "actor", "", "who the audit records (default $USER@hostname)")
 	}
-	if spec.yes {
+	if sub.yes {
 		fs.BoolVar(&c.yes, "yes", false, "confirm the change")
 	}
-	if spec.force != "" {
-		fs.BoolVar(&c.force, "force", false, spec.force)
+	if sub.force != "" {
+		fs.BoolVar(&c.force, "force", false, sub.force)
 	}
-	if spec.json {
+	if sub.json {
 		fs.BoolVar(&c.asJSON, "json", false, "print JSON instead of a table")
 	}
-	if spec.format {
-		fs.StringVar(&c.format, "format", "", "csv or json (default from the file's extension, else csv; an import starting with { or [ is json)")
+	if sub.format {
+		fs.StringVar(&c.format, "format", "", "csv or json (default from the file's extension, else the content)")
 	}
-	if c.sub == "create" {
-		fs.Int64Var(&c.total, "total", 0, "starting total")
-	}
-	if c.sub == "export" {
-		fs.StringVar(&c.out, "o", "", "write to this file instead of stdout")
-	}
-	var plusOne, page string
-	if c.sub == "switch" {
-		fs.StringVar(&plusOne, "plus-one", "", "on or off: the counter's page and embeds offer +1")
-		fs.StringVar(&page, "page", "", "on or off: /c/NAME shows the counter's page")
+	if sub.flags != nil {
+		sub.flags(c, fs)
 	}
 	pos, err := parseInterspersed(fs, args[2:])
 	if errors.Is(err, flag.ErrHelp) {
-		fmt.Fprintf(stderr, "usage: %s [FLAGS]\n\nFlags:\n", usage)
+		fmt.Fprintf(stderr, "usage: %s [FLAGS]\n\nFlags:\n", synopsis)
 		fs.SetOutput(stderr)
 		fs.PrintDefaults()
 		return nil, err
@@ -91,24 +81,20 @@ func parseCounters(args []string, getenv func(string) string, stdin io.Reader, s
 	if err != nil {
 		return nil, fmt.Errorf("counters %s: %w; %q lists its flags", c.sub, err, "hitcounter counters "+c.sub+" -h")
 	}
-	if len(pos) < spec.minArgs || len(pos) > spec.maxArgs {
-		return nil, fmt.Errorf("counters %s: %d arguments %q: usage: %s", c.sub, len(pos), pos, usage)
+	if minArgs, maxArgs := sub.minMaxArgs(); len(pos) < minArgs || len(pos) > maxArgs {
+		return nil, fmt.Errorf("counters %s: %d arguments %q: usage: %s", c.sub, len(pos), pos, synopsis)
 	}
-
-	if err := c.parseArgs(pos); err != nil {
-		return nil, err
-	}
-	if c.plusOne, err = onOff("plus-one", plusOne); err != nil {
-		return nil, err
-	}
-	if c.page, err = onOff("page", page); err != nil {
-		return nil, err
+	if len(pos) > 0 {
+		c.name = pos[0]
+		if err := checkCounterName(c.name); err != nil {
+			return nil, err
+		}
 	}
 	if err := c.parseCommon(getenv, tz, level); err != nil {
 		return nil, err
 	}
-	if c.sub == "import" {
-		if err := c.readImport(stdin); err != nil {
+	if sub.check != nil {
+		if err := sub.check(c, pos, stdin); err != nil {
 			return nil, err
 		}
 	}
@@ -118,67 +104,70 @@ func parseCounters(args []string, getenv func(string) string, stdin io.Reader, s
 	return c, nil
 }
 
-// parseArgs checks the positional arguments of c.sub.
-func (c *countersCmd) parseArgs(pos []string) error {
-	if len(pos) > 0 {
-		c.name = pos[0]
-		if err := checkCounterName(c.name); err != nil {
-			return err
-		}
+func (c *command) checkCreate([]string, io.Reader) error {
+	if c.total < 0 {
+		return fmt.Errorf("total %d: %w: must be ≥ 0", c.total, db.ErrInvalid)
 	}
-	switch c.sub {
-	case "create":
-		if c.total < 0 {
-			return fmt.Errorf("total %d: %w: must be ≥ 0", c.total, db.ErrInvalid)
+	return nil
+}
+
+func (c *command) checkSet(pos []string, _ io.Reader) error {
+	n, err := strconv.ParseInt(pos[1], 10, 64)
+	if err != nil {
+		return fmt.Errorf("total %q: %w: want a whole number", pos[1], db.ErrInvalid)
+	}
+	if n < 0 {
+		return fmt.Errorf("total %d: %w: must be ≥ 0", n, db.ErrInvalid)
+	}
+	c.total = n
+	return nil
+}
+
+func (c *command) checkRename(pos []string, _ io.Reader) error {
+	c.newName = pos[1]
+	if err := checkCounterName(c.newName); err != nil {
+		return err
+	}
+	if c.newName == c.name {
+		return fmt.Errorf("rename %s: the new name is the same", c.name)
+	}
+	return nil
+}
+
+func (c *command) checkExport([]string, io.Reader) error {
+	if err := c.checkFormat(c.out); err != nil {
+		return err
+	}
+	if c.format == "" {
+		c.format = "csv"
+	}
+	if c.out != "" {
+		if fi, err := os.Stat(filepath.Dir(c.out)); err != nil || !fi.IsDir() {
+			return fmt.Errorf("-o %s: no such directory %s", c.out, filepath.Dir(c.out))
 		}
-	case "set":
-		n, err := strconv.ParseInt(pos[1], 10, 64)
-		if err != nil {
-			return fmt.Errorf("total %q: %w: want a whole number", pos[1], db.ErrInvalid)
-		}
-		if n < 0 {
-			return fmt.Errorf("total %d: %w: must be ≥ 0", n, db.ErrInvalid)
-		}
-		c.total = n
-	case "rename":
-		c.newName = pos[1]
-		if err := checkCounterName(c.newName); err != nil {
-			return err
-		}
-		if c.newName == c.name {
-			return fmt.Errorf("rename %s: the new name is the same", c.name)
-		}
-	case "export":
-		if err := c.checkFormat(c.out); err != nil {
-			return err
-		}
-		if c.format == "" {
-			c.format = "csv"
-		}
-		if c.out != "" {
-			if fi, err := os.Stat(filepath.Dir(c.out)); err != nil || !fi.IsDir() {
-				return fmt.Errorf("-o %s: no such directory %s", c.out, filepath.Dir(c.out))
-			}
-			// Checked before the export, so nothing is read in vain; the
-			// atomic write replaces the file only with -force.
-			if _, err := os.Lstat(c.out); err == nil && !c.force {
-				return fmt.Errorf("-o %s: the file exists; add -force to overwrite it", c.out)
-			}
-		}
-	case "import":
-		c.file = pos[1]
-		// Without a format or a known extension, readImport looks at the
-		// content.
-		if err := c.checkFormat(c.file); err != nil {
-			return err
+		// Checked before the export, so nothing is read in vain; the
+		// atomic write replaces the file only with -force.
+		if _, err := os.Lstat(c.out); err == nil && !c.force {
+			return fmt.Errorf("-o %s: the file exists; add -force to overwrite it", c.out)
 		}
 	}
 	return nil
 }
 
+// checkImport reads and checks the whole file before anything connects.
+func (c *command) checkImport(pos []string, stdin io.Reader) error {
+	c.file = pos[1]
+	// Without a format or a known extension, readImport looks at the
+	// content.
+	if err := c.checkFormat(c.file); err != nil {
+		return err
+	}
+	return c.readImport(stdin)
+}
+
 // checkFormat settles -format when it can: given, or from the file's
 // extension; else it stays "".
-func (c *countersCmd) checkFormat(file string) error {
+func (c *command) checkFormat(file string) error {
 	switch {
 	case c.format == "" && strings.EqualFold(filepath.Ext(file), ".json"):
 		c.format = "json"
@@ -191,7 +180,7 @@ func (c *countersCmd) checkFormat(file string) error {
 }
 
 // parseCommon reads the settings every subcommand shares.
-func (c *countersCmd) parseCommon(getenv func(string) string, tz, level string) error {
+func (c *command) parseCommon(getenv func(string) string, tz, level string) error {
 	if c.databaseURL == "" {
 		c.databaseURL = getenv("DATABASE_URL")
 	}
@@ -226,23 +215,27 @@ func checkCounterName(name string) error {
 }
 
 // subNames lists the subcommands for a message: "audit, create, … or set".
-func subNames(subs map[string]countersSub) string {
-	names := slices.Sorted(maps.Keys(subs))
+func subNames() string {
+	var names []string
+	for _, sub := range subcommands() {
+		names = append(names, sub.name)
+	}
+	slices.Sort(names)
 	return strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
 }
 
 // suggest is the subcommand a mistyped one most likely meant: the nearest
 // within two edits, or the one it begins; "" when none or a tie.
-func suggest(typed string, subs map[string]countersSub) string {
+func suggest(typed string) string {
 	best, bestDist, tie := "", 3, false
-	for name := range subs {
-		d := editDistance(typed, name)
-		if len(typed) >= 2 && strings.HasPrefix(name, typed) {
+	for _, sub := range subcommands() {
+		d := editDistance(typed, sub.name)
+		if len(typed) >= 2 && strings.HasPrefix(sub.name, typed) {
 			d = min(d, 1)
 		}
 		switch {
 		case d < bestDist:
-			best, bestDist, tie = name, d, false
+			best, bestDist, tie = sub.name, d, false
 		case d == bestDist:
 			tie = true
 		}

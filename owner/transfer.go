@@ -51,7 +51,7 @@ var csvHeader = "day," + strings.Join(figureNames[:], ",")
 // two cells, and CSV readers can skip it as a comment.
 const csvTotal = "# total"
 
-func (c *countersCmd) export(ctx context.Context, store *db.Store, stdout io.Writer) error {
+func (c *command) export(ctx context.Context, store *db.Store, stdout io.Writer) error {
 	counts, days, err := store.Export(ctx, c.name)
 	if err != nil {
 		return err
@@ -115,7 +115,7 @@ func writeFileAtomic(path string, data []byte) error {
 }
 
 // readImport reads and checks the file of an import (stdin for "-").
-func (c *countersCmd) readImport(stdin io.Reader) error {
+func (c *command) readImport(stdin io.Reader) error {
 	var data []byte
 	var err error
 	src := c.file
@@ -394,7 +394,7 @@ func jsonValue(v string) string {
 	return "a " + v
 }
 
-func (c *countersCmd) importDays(ctx context.Context, store *db.Store, stdout io.Writer) error {
+func (c *command) importDays(ctx context.Context, store *db.Store, stdout io.Writer) error {
 	if !c.yes {
 		// Into a new counter nothing is lost, so no -yes is needed. Between
 		// this check and the import another owner could create the counter;
@@ -424,7 +424,7 @@ func (c *countersCmd) importDays(ctx context.Context, store *db.Store, stdout io
 }
 
 // importPreview says what an import into an existing counter would do.
-func (c *countersCmd) importPreview(total int64, days []db.Day) string {
+func (c *command) importPreview(total int64, days []db.Day) string {
 	have := map[time.Time]int64{}
 	for _, d := range days {
 		have[d.Day] = d.Views
