@@ -383,7 +383,7 @@ func TestTodayReachesOtherInstances(t *testing.T) {
 	if st := b.Stats(); st.DatabaseReads != before.DatabaseReads {
 		t.Errorf("%d reads went to the database, want none", st.DatabaseReads-before.DatabaseReads)
 	}
-	if err := a.Rename(ctx, "test", "main", "home"); err != nil {
+	if _, err := a.Rename(ctx, "test", "main", "home"); err != nil {
 		t.Fatal(err)
 	}
 	waitUntil(t, "the old name gone from memory", func() (bool, string) {

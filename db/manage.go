@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -29,7 +30,9 @@ func ValidName(name string) bool { return nameRE.MatchString(name) }
 // NameRule says the rule in words, for error messages.
 const NameRule = "1 to 63 characters: lower-case letters, digits, '-' and '_', starting with a letter or digit"
 
-func checkName(name string) error {
+// CheckName is the rule for a counter's name, which callers check before
+// they connect.
+func CheckName(name string) error {
 	if !ValidName(name) {
 		return fmt.Errorf("counter name %q: %w: %s", name, ErrInvalid, NameRule)
 	}
@@ -56,8 +59,9 @@ func (s *Store) List(ctx context.Context) ([]Counts, error) {
 	return out, err
 }
 
-// auditRow is what the audit keeps of a counter.
-type auditRow struct {
+// Snapshot is a counter as the audit keeps it, before and after each owner
+// change: in the audit table as JSON, and returned by the change itself.
+type Snapshot struct {
 	Name  string `json:"name"`
 	Total int64  `json:"total"`
 	Days  int64  `json:"days,omitempty"` // day rows
@@ -66,20 +70,54 @@ type auditRow struct {
 	NoPage    bool `json:"no_page,omitempty"`
 }
 
-// Create makes a counter starting at total.
-func (s *Store) Create(ctx context.Context, actor, name string, total int64) error {
-	if err := checkName(name); err != nil {
-		return err
-	}
+// Change is what an owner change did, as its transaction saw it: the
+// counter before (nil when it made the counter) and after (nil when it
+// deleted it). A caller prints it rather than reading the audit back,
+// where another run of the same actor could have written since.
+type Change struct {
+	Before, After *Snapshot
+}
+
+// CheckTotal is the rule for a counter's total, which callers check
+// before they connect.
+func CheckTotal(total int64) error {
 	if total < 0 {
 		return fmt.Errorf("total %d: %w: must be ≥ 0", total, ErrInvalid)
 	}
-	return s.change(ctx, "create", actor, name, func(ctx context.Context, tx pgx.Tx, old *auditRow) (*auditRow, error) {
+	return nil
+}
+
+// CheckDays is the rule for imported days: each day once, no figure
+// below zero.
+func CheckDays(days []Day) error {
+	seen := make(map[time.Time]bool, len(days))
+	for _, d := range days {
+		k := d.Day.Format(time.DateOnly)
+		if seen[d.Day] {
+			return fmt.Errorf("day %s: %w: given twice", k, ErrInvalid)
+		}
+		seen[d.Day] = true
+		if d.Views < 0 || d.Visitors < 0 || d.Bots < 0 || d.Filtered < 0 {
+			return fmt.Errorf("day %s: %w: figures must be ≥ 0", k, ErrInvalid)
+		}
+	}
+	return nil
+}
+
+// Create makes a counter starting at total.
+func (s *Store) Create(ctx context.Context, actor, name string, total int64) (Change, error) {
+	if err := CheckName(name); err != nil {
+		return Change{}, err
+	}
+	if err := CheckTotal(total); err != nil {
+		return Change{}, err
+	}
+	return s.change(ctx, "create", actor, name, func(ctx context.Context, tx pgx.Tx, old *Snapshot) (*Snapshot, error) {
 		if old != nil {
 			return nil, fmt.Errorf("counter %q: %w", name, ErrExists)
 		}
 		_, err := tx.Exec(ctx, `insert into counters (name, hits) values ($1, $2)`, name, total)
-		return &auditRow{Name: name, Total: total}, err
+		return &Snapshot{Name: name, Total: total}, err
 	})
 }
 
@@ -87,10 +125,10 @@ func (s *Store) Create(ctx context.Context, actor, name string, total int64) err
 // MaxCounters. An advisory lock makes the count and the insert one step
 // across instances.
 func (s *Store) autoCreate(ctx context.Context, name string) error {
-	if err := checkName(name); err != nil {
+	if err := CheckName(name); err != nil {
 		return err
 	}
-	return s.change(ctx, "create", "auto-create on first hit", name, func(ctx context.Context, tx pgx.Tx, old *auditRow) (*auditRow, error) {
+	_, err := s.change(ctx, "create", "auto-create on first hit", name, func(ctx context.Context, tx pgx.Tx, old *Snapshot) (*Snapshot, error) {
 		if old != nil {
 			return old, nil // another instance made it meanwhile
 		}
@@ -105,28 +143,29 @@ func (s *Store) autoCreate(ctx context.Context, name string) error {
 			return nil, fmt.Errorf("counter %q: %w: the limit of %d counters is reached", name, ErrNotFound, s.cfg.MaxCounters)
 		}
 		_, err := tx.Exec(ctx, `insert into counters (name) values ($1) on conflict do nothing`, name)
-		return &auditRow{Name: name}, err
+		return &Snapshot{Name: name}, err
 	})
+	return err
 }
 
 // Set sets the counter's total, e.g. to start from an older counter's
 // count. Today's figures and history stay.
-func (s *Store) Set(ctx context.Context, actor, name string, total int64) error {
-	if total < 0 {
-		return fmt.Errorf("total %d: %w: must be ≥ 0", total, ErrInvalid)
+func (s *Store) Set(ctx context.Context, actor, name string, total int64) (Change, error) {
+	if err := CheckTotal(total); err != nil {
+		return Change{}, err
 	}
-	return s.change(ctx, "set", actor, name, func(ctx context.Context, tx pgx.Tx, old *auditRow) (*auditRow, error) {
+	return s.change(ctx, "set", actor, name, func(ctx context.Context, tx pgx.Tx, old *Snapshot) (*Snapshot, error) {
 		if old == nil {
 			return nil, fmt.Errorf("counter %q: %w", name, ErrNotFound)
 		}
 		_, err := tx.Exec(ctx, `update counters set hits = $2, updated_at = now() where name = $1`, name, total)
-		return &auditRow{Name: name, Total: total, Days: old.Days}, err
+		return &Snapshot{Name: name, Total: total, Days: old.Days}, err
 	})
 }
 
 // Reset starts the counter over: total zero, no history, no visitors.
-func (s *Store) Reset(ctx context.Context, actor, name string) error {
-	return s.change(ctx, "reset", actor, name, func(ctx context.Context, tx pgx.Tx, old *auditRow) (*auditRow, error) {
+func (s *Store) Reset(ctx context.Context, actor, name string) (Change, error) {
+	return s.change(ctx, "reset", actor, name, func(ctx context.Context, tx pgx.Tx, old *Snapshot) (*Snapshot, error) {
 		if old == nil {
 			return nil, fmt.Errorf("counter %q: %w", name, ErrNotFound)
 		}
@@ -141,19 +180,19 @@ func (s *Store) Reset(ctx context.Context, actor, name string) error {
 				return nil, err
 			}
 		}
-		return &auditRow{Name: name}, nil
+		return &Snapshot{Name: name}, nil
 	})
 }
 
 // Rename gives a counter a new name; its history and visitors follow.
-func (s *Store) Rename(ctx context.Context, actor, name, newName string) error {
-	if err := checkName(newName); err != nil {
-		return err
+func (s *Store) Rename(ctx context.Context, actor, name, newName string) (Change, error) {
+	if err := CheckName(newName); err != nil {
+		return Change{}, err
 	}
 	if newName == name {
-		return fmt.Errorf("rename %q: %w: the new name is the same", name, ErrInvalid)
+		return Change{}, fmt.Errorf("rename %q: %w: the new name is the same", name, ErrInvalid)
 	}
-	return s.change(ctx, "rename", actor, name, func(ctx context.Context, tx pgx.Tx, old *auditRow) (*auditRow, error) {
+	return s.change(ctx, "rename", actor, name, func(ctx context.Context, tx pgx.Tx, old *Snapshot) (*Snapshot, error) {
 		if old == nil {
 			return nil, fmt.Errorf("counter %q: %w", name, ErrNotFound)
 		}
@@ -161,13 +200,13 @@ func (s *Store) Rename(ctx context.Context, actor, name, newName string) error {
 		if sqlState(err) == "23505" {
 			return nil, fmt.Errorf("counter %q: %w", newName, ErrExists)
 		}
-		return &auditRow{Name: newName, Total: old.Total, Days: old.Days}, err
+		return &Snapshot{Name: newName, Total: old.Total, Days: old.Days}, err
 	})
 }
 
 // Delete removes a counter with its history. The audit keeps what it was.
-func (s *Store) Delete(ctx context.Context, actor, name string) error {
-	return s.change(ctx, "delete", actor, name, func(ctx context.Context, tx pgx.Tx, old *auditRow) (*auditRow, error) {
+func (s *Store) Delete(ctx context.Context, actor, name string) (Change, error) {
+	return s.change(ctx, "delete", actor, name, func(ctx context.Context, tx pgx.Tx, old *Snapshot) (*Snapshot, error) {
 		if old == nil {
 			return nil, fmt.Errorf("counter %q: %w", name, ErrNotFound)
 		}
@@ -180,30 +219,24 @@ func (s *Store) Delete(ctx context.Context, actor, name string) error {
 // imported day replaces the counter's row of that day. The total then
 // grows by the views the import added (imported minus replaced), or is set
 // to total when it is given (an export in JSON carries it).
-func (s *Store) Import(ctx context.Context, actor, name string, days []Day, total *int64) error {
-	if err := checkName(name); err != nil {
-		return err
+func (s *Store) Import(ctx context.Context, actor, name string, days []Day, total *int64) (Change, error) {
+	if err := CheckName(name); err != nil {
+		return Change{}, err
 	}
-	seen := map[string]bool{}
-	for _, d := range days {
-		k := d.Day.Format("2006-01-02")
-		if seen[k] {
-			return fmt.Errorf("day %s: %w: given twice", k, ErrInvalid)
-		}
-		seen[k] = true
-		if d.Views < 0 || d.Visitors < 0 || d.Bots < 0 || d.Filtered < 0 {
-			return fmt.Errorf("day %s: %w: figures must be ≥ 0", k, ErrInvalid)
+	if err := CheckDays(days); err != nil {
+		return Change{}, err
+	}
+	if total != nil {
+		if err := CheckTotal(*total); err != nil {
+			return Change{}, err
 		}
 	}
-	if total != nil && *total < 0 {
-		return fmt.Errorf("total %d: %w: must be ≥ 0", *total, ErrInvalid)
-	}
-	return s.change(ctx, "import", actor, name, func(ctx context.Context, tx pgx.Tx, old *auditRow) (*auditRow, error) {
+	return s.change(ctx, "import", actor, name, func(ctx context.Context, tx pgx.Tx, old *Snapshot) (*Snapshot, error) {
 		if old == nil {
 			if _, err := tx.Exec(ctx, `insert into counters (name) values ($1)`, name); err != nil {
 				return nil, err
 			}
-			old = &auditRow{Name: name}
+			old = &Snapshot{Name: name}
 		}
 		var added int64
 		for _, d := range days {
@@ -258,9 +291,11 @@ func (s *Store) Export(ctx context.Context, name string) (Counts, []Day, error) 
 
 // change runs one owner change in a transaction: it locks the counter's
 // row (old is nil when there is none), applies fn, and writes the audit row.
-func (s *Store) change(ctx context.Context, action, actor, name string, fn func(ctx context.Context, tx pgx.Tx, old *auditRow) (*auditRow, error)) error {
-	return s.Transact(ctx, action+" counter", pgx.TxOptions{}, func(ctx context.Context, tx pgx.Tx) error {
-		var old *auditRow
+func (s *Store) change(ctx context.Context, action, actor, name string, fn func(ctx context.Context, tx pgx.Tx, old *Snapshot) (*Snapshot, error)) (Change, error) {
+	var done Change
+	err := s.Transact(ctx, action+" counter", pgx.TxOptions{}, func(ctx context.Context, tx pgx.Tx) error {
+		done = Change{}
+		var old *Snapshot
 		var locked string
 		err := tx.QueryRow(ctx, `select name from counters where name = $1 for update`, name).Scan(&locked)
 		switch {
@@ -279,6 +314,7 @@ func (s *Store) change(ctx context.Context, action, actor, name string, fn func(
 			}
 			return err
 		}
+		done = Change{Before: old, After: newRow}
 		if old != nil && newRow == old {
 			return nil // fn found nothing to change: nothing to audit
 		}
@@ -286,24 +322,28 @@ func (s *Store) change(ctx context.Context, action, actor, name string, fn func(
 			actor, action, name, old, newRow)
 		return err
 	})
+	if err != nil {
+		return Change{}, err
+	}
+	return done, nil
 }
 
 // auditOf reads what the audit keeps of a counter.
-func (s *Store) auditOf(ctx context.Context, tx pgx.Tx, name string) (*auditRow, error) {
-	a := &auditRow{Name: name}
+func (s *Store) auditOf(ctx context.Context, tx pgx.Tx, name string) (*Snapshot, error) {
+	a := &Snapshot{Name: name}
 	err := tx.QueryRow(ctx, `select hits, (select count(*) from counter_days where counter = $1) from counters where name = $1`, name).Scan(&a.Total, &a.Days)
 	return a, err
 }
 
 // AuditEntry is one recorded owner change.
 type AuditEntry struct {
-	At      string `json:"at"`
-	Actor   string `json:"actor"`
-	DBRole  string `json:"db_role"`
-	Action  string `json:"action"`
-	Counter string `json:"counter"`
-	Old     string `json:"old"` // the counter before, as JSON; empty on create
-	New     string `json:"new"` // and after; empty on delete
+	At      string    `json:"at"`
+	Actor   string    `json:"actor"`
+	DBRole  string    `json:"db_role"`
+	Action  string    `json:"action"`
+	Counter string    `json:"counter"`
+	Old     *Snapshot `json:"old"` // the counter before; nil on create
+	New     *Snapshot `json:"new"` // and after; nil on delete
 }
 
 // Audit returns the recorded changes of a counter (every counter when
@@ -313,11 +353,12 @@ func (s *Store) Audit(ctx context.Context, name string) ([]AuditEntry, error) {
 	err := s.Transact(ctx, "audit", pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(ctx context.Context, tx pgx.Tx) error {
 		out = out[:0]
 		rows, _ := tx.Query(ctx, `select to_char(at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'), actor, db_role, action, counter,
-			coalesce(old::text, ''), coalesce(new::text, '')
+			old, new
 			from counter_audit where $1 = '' or counter = $1 or new->>'name' = $1 order by id`, name)
 		var a AuditEntry
 		_, err := pgx.ForEachRow(rows, []any{&a.At, &a.Actor, &a.DBRole, &a.Action, &a.Counter, &a.Old, &a.New}, func() error {
 			out = append(out, a)
+			a.Old, a.New = nil, nil // the next row's own, not this one's
 			return nil
 		})
 		return err

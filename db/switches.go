@@ -10,8 +10,8 @@ import (
 // Switch sets a counter's switches (see Switches). Every instance applies
 // them on the announcement of the change; the audit keeps them before and
 // after.
-func (s *Store) Switch(ctx context.Context, actor, name string, sw Switches) error {
-	return s.change(ctx, "switch", actor, name, func(ctx context.Context, tx pgx.Tx, old *auditRow) (*auditRow, error) {
+func (s *Store) Switch(ctx context.Context, actor, name string, sw Switches) (Change, error) {
+	return s.change(ctx, "switch", actor, name, func(ctx context.Context, tx pgx.Tx, old *Snapshot) (*Snapshot, error) {
 		if old == nil {
 			return nil, fmt.Errorf("counter %q: %w", name, ErrNotFound)
 		}
@@ -26,6 +26,6 @@ func (s *Store) Switch(ctx context.Context, actor, name string, sw Switches) err
 		}
 		_, err = tx.Exec(ctx, `update counters set plus_one = $2, page = $3, updated_at = now() where name = $1`,
 			name, !sw.NoPlusOne, !sw.NoPage)
-		return &auditRow{Name: name, Total: old.Total, Days: old.Days, NoPlusOne: sw.NoPlusOne, NoPage: sw.NoPage}, err
+		return &Snapshot{Name: name, Total: old.Total, Days: old.Days, NoPlusOne: sw.NoPlusOne, NoPage: sw.NoPage}, err
 	})
 }

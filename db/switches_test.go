@@ -1,6 +1,7 @@
 package db
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"testing"
@@ -24,7 +25,7 @@ func TestSwitches(t *testing.T) {
 		t.Fatalf("a new counter: %+v, %v; want every switch on", c.Switches, err)
 	}
 	off := Switches{NoPlusOne: true, NoPage: true}
-	if err := a.Switch(ctx, "tester", "main", off); err != nil {
+	if _, err := a.Switch(ctx, "tester", "main", off); err != nil {
 		t.Fatal(err)
 	}
 	waitUntil(t, "the switches on the other instance", func() (bool, string) {
@@ -34,7 +35,7 @@ func TestSwitches(t *testing.T) {
 	if c, err := b.Record(ctx, "main", Hit{Kind: View}); err != nil || c.Switches != off || c.Total != 1 {
 		t.Errorf("a hit's counts: %+v, %v; want total 1 and the switches off", c, err)
 	}
-	if err := a.Set(ctx, "tester", "main", 100); err != nil {
+	if _, err := a.Set(ctx, "tester", "main", 100); err != nil {
 		t.Fatal(err)
 	}
 	list, err := a.List(ctx)
@@ -43,10 +44,10 @@ func TestSwitches(t *testing.T) {
 	}
 
 	// Switching to what is already set changes and audits nothing.
-	if err := a.Switch(ctx, "tester", "main", off); err != nil {
+	if _, err := a.Switch(ctx, "tester", "main", off); err != nil {
 		t.Fatal(err)
 	}
-	if err := a.Switch(ctx, "tester", "main", Switches{NoPage: true}); err != nil {
+	if _, err := a.Switch(ctx, "tester", "main", Switches{NoPage: true}); err != nil {
 		t.Fatal(err)
 	}
 	entries, err := a.Audit(ctx, "main")
@@ -56,18 +57,20 @@ func TestSwitches(t *testing.T) {
 	var switches []string
 	for _, e := range entries {
 		if e.Action == "switch" {
-			switches = append(switches, fmt.Sprintf("%s -> %s", e.Old, e.New))
+			old, _ := json.Marshal(e.Old)
+			new, _ := json.Marshal(e.New)
+			switches = append(switches, fmt.Sprintf("%s -> %s", old, new))
 		}
 	}
 	want := []string{
-		`{"name": "main", "total": 0} -> {"name": "main", "total": 0, "no_page": true, "no_plus_one": true}`,
-		`{"days": 1, "name": "main", "total": 100, "no_page": true, "no_plus_one": true} -> {"days": 1, "name": "main", "total": 100, "no_page": true}`,
+		`{"name":"main","total":0} -> {"name":"main","total":0,"no_plus_one":true,"no_page":true}`,
+		`{"name":"main","total":100,"days":1,"no_plus_one":true,"no_page":true} -> {"name":"main","total":100,"days":1,"no_page":true}`,
 	}
 	if fmt.Sprint(switches) != fmt.Sprint(want) {
 		t.Errorf("audit of the switches:\n%q\nwant\n%q", switches, want)
 	}
 
-	if err := a.Switch(ctx, "tester", "nope", off); !errors.Is(err, ErrNotFound) {
+	if _, err := a.Switch(ctx, "tester", "nope", off); !errors.Is(err, ErrNotFound) {
 		t.Errorf("switching an unknown counter: %v, want ErrNotFound", err)
 	}
 }

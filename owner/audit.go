@@ -2,7 +2,6 @@ package owner
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"text/tabwriter"
@@ -10,70 +9,16 @@ import (
 	"github.com/hitcounter/hitcounter/db"
 )
 
-// auditState is what the audit records of a counter (db.auditRow).
-type auditState struct {
-	Name      string `json:"name"`
-	Total     int64  `json:"total"`
-	Days      int64  `json:"days"`
-	NoPlusOne bool   `json:"no_plus_one"`
-	NoPage    bool   `json:"no_page"`
-}
-
-func parseAuditState(s string) *auditState {
-	if s == "" {
-		return nil
-	}
-	var a auditState
-	if json.Unmarshal([]byte(s), &a) != nil {
-		return nil
-	}
-	return &a
-}
-
-// lastChange returns the counter before and after the latest change of
-// action by actor, from the audit, for the line that reports it: the exact
-// figures the transaction saw, which a read before the change could not
-// give under concurrent hits. ok is false when there is none.
-func lastChange(ctx context.Context, store *db.Store, name, action, actor string) (before, after *auditState, ok bool) {
-	entries, err := store.Audit(ctx, name)
-	if err != nil {
-		return nil, nil, false
-	}
-	for i := len(entries) - 1; i >= 0; i-- {
-		if e := entries[i]; e.Action == action && e.Actor == actor {
-			return parseAuditState(e.Old), parseAuditState(e.New), true
-		}
-	}
-	return nil, nil, false
-}
-
-type auditJSON struct {
-	At      string          `json:"at"`
-	Actor   string          `json:"actor"`
-	DBRole  string          `json:"db_role"`
-	Action  string          `json:"action"`
-	Counter string          `json:"counter"`
-	Old     json.RawMessage `json:"old"`
-	New     json.RawMessage `json:"new"`
-}
-
 func (c *command) audit(ctx context.Context, store *db.Store, stdout io.Writer) error {
 	entries, err := store.Audit(ctx, c.name)
 	if err != nil {
 		return err
 	}
 	if c.asJSON {
-		raw := func(s string) json.RawMessage {
-			if s == "" {
-				return json.RawMessage("null")
-			}
-			return json.RawMessage(s)
+		if entries == nil {
+			entries = []db.AuditEntry{}
 		}
-		out := make([]auditJSON, 0, len(entries))
-		for _, e := range entries {
-			out = append(out, auditJSON{e.At, e.Actor, e.DBRole, e.Action, e.Counter, raw(e.Old), raw(e.New)})
-		}
-		return writeJSON(stdout, out)
+		return writeJSON(stdout, entries)
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "AT\tACTOR\tACTION\tCOUNTER\tOLD\tNEW")
@@ -86,13 +31,9 @@ func (c *command) audit(ctx context.Context, store *db.Store, stdout io.Writer) 
 
 // auditSummary shows a recorded state in a table cell: "total=1200
 // days=30", with the name when it is not the counter's (a rename).
-func auditSummary(counter, action, s string) string {
-	a := parseAuditState(s)
+func auditSummary(counter, action string, a *db.Snapshot) string {
 	if a == nil {
-		if s == "" {
-			return "-"
-		}
-		return s
+		return "-"
 	}
 	out := fmt.Sprintf("total=%d days=%d", a.Total, a.Days)
 	if a.Name != counter {

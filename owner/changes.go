@@ -9,7 +9,7 @@ import (
 )
 
 func (c *command) create(ctx context.Context, store *db.Store, stdout io.Writer) error {
-	if err := store.Create(ctx, c.actor, c.name, c.total); err != nil {
+	if _, err := store.Create(ctx, c.actor, c.name, c.total); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "created %s: total %d\n", c.name, c.total)
@@ -20,14 +20,12 @@ func (c *command) rename(ctx context.Context, store *db.Store, stdout io.Writer)
 	if c.name == frontPageCounter && !c.force {
 		return refuse("rename "+c.name+" would take the front page (/) down: "+c.name+" is its counter", "-force")
 	}
-	if err := store.Rename(ctx, c.actor, c.name, c.newName); err != nil {
+	done, err := store.Rename(ctx, c.actor, c.name, c.newName)
+	if err != nil {
 		return err
 	}
-	msg := fmt.Sprintf("renamed %s → %s", c.name, c.newName)
-	if _, n, ok := lastChange(ctx, store, c.name, "rename", c.actor); ok && n != nil {
-		msg += fmt.Sprintf(": total %d, %s", n.Total, plural(n.Days, "day row"))
-	}
-	fmt.Fprintf(stdout, "%s (pages counting %q must use %q now)\n", msg, c.name, c.newName)
+	fmt.Fprintf(stdout, "renamed %s → %s: total %d, %s (pages counting %q must use %q now)\n",
+		c.name, c.newName, done.After.Total, plural(done.After.Days, "day row"), c.name, c.newName)
 	return nil
 }
 
@@ -65,7 +63,7 @@ func (c *command) switchCounter(ctx context.Context, store *db.Store, stdout io.
 	case sw == now.Switches:
 		fmt.Fprintf(stdout, "%s already: ", c.name)
 	default:
-		if err := store.Switch(ctx, c.actor, c.name, sw); err != nil {
+		if _, err := store.Switch(ctx, c.actor, c.name, sw); err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "switched %s: ", c.name)
@@ -95,14 +93,11 @@ func (c *command) set(ctx context.Context, store *db.Store, stdout io.Writer) er
 		}
 		return refuse(fmt.Sprintf("set %s would replace its total %d with %d (history and today's figures stay)", c.name, now.Total, c.total), "-yes")
 	}
-	if err := store.Set(ctx, c.actor, c.name, c.total); err != nil {
+	done, err := store.Set(ctx, c.actor, c.name, c.total)
+	if err != nil {
 		return err
 	}
-	if o, n, ok := lastChange(ctx, store, c.name, "set", c.actor); ok && o != nil && n != nil {
-		fmt.Fprintf(stdout, "set %s: %d → %d\n", c.name, o.Total, n.Total)
-	} else {
-		fmt.Fprintf(stdout, "set %s: total %d\n", c.name, c.total)
-	}
+	fmt.Fprintf(stdout, "set %s: %d → %d\n", c.name, done.Before.Total, done.After.Total)
 	return nil
 }
 
@@ -114,14 +109,11 @@ func (c *command) reset(ctx context.Context, store *db.Store, stdout io.Writer) 
 		}
 		return refuse(fmt.Sprintf("reset %s would set its total %d to 0 and delete its %s and today's visitors", c.name, now.Total, plural(int64(len(days)), "day row")), "-yes")
 	}
-	if err := store.Reset(ctx, c.actor, c.name); err != nil {
+	done, err := store.Reset(ctx, c.actor, c.name)
+	if err != nil {
 		return err
 	}
-	if o, _, ok := lastChange(ctx, store, c.name, "reset", c.actor); ok && o != nil {
-		fmt.Fprintf(stdout, "reset %s: %d → 0, %s deleted\n", c.name, o.Total, plural(o.Days, "day row"))
-	} else {
-		fmt.Fprintf(stdout, "reset %s: total 0\n", c.name)
-	}
+	fmt.Fprintf(stdout, "reset %s: %d → 0, %s deleted\n", c.name, done.Before.Total, plural(done.Before.Days, "day row"))
 	return nil
 }
 
@@ -138,13 +130,10 @@ func (c *command) delete(ctx context.Context, store *db.Store, stdout io.Writer)
 		}
 		return refuse(what, "-yes")
 	}
-	if err := store.Delete(ctx, c.actor, c.name); err != nil {
+	done, err := store.Delete(ctx, c.actor, c.name)
+	if err != nil {
 		return err
 	}
-	if o, _, ok := lastChange(ctx, store, c.name, "delete", c.actor); ok && o != nil {
-		fmt.Fprintf(stdout, "deleted %s: total %d, %s (the audit keeps this record)\n", c.name, o.Total, plural(o.Days, "day row"))
-	} else {
-		fmt.Fprintf(stdout, "deleted %s\n", c.name)
-	}
+	fmt.Fprintf(stdout, "deleted %s: total %d, %s (the audit keeps this record)\n", c.name, done.Before.Total, plural(done.Before.Days, "day row"))
 	return nil
 }

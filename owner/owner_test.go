@@ -899,12 +899,14 @@ func TestCountersAudit(t *testing.T) {
 	if got := strings.Count(mustCounters(t, dbURL, "audit", "journal"), "\n"); got != 4 {
 		t.Errorf("audit journal printed %d lines, want the header and 3 (rename, reset, delete)", got)
 	}
-	var entries []auditJSON
-	if err := json.Unmarshal([]byte(mustCounters(t, dbURL, "audit", "news", "-json")), &entries); err != nil {
+	out = mustCounters(t, dbURL, "audit", "news", "-json")
+	var entries []db.AuditEntry
+	if err := json.Unmarshal([]byte(out), &entries); err != nil {
 		t.Fatal(err)
 	}
-	if len(entries) != 1 || entries[0].Action != "import" || string(entries[0].Old) != "null" || entries[0].DBRole == "" {
-		t.Errorf("audit news -json: %+v", entries)
+	if len(entries) != 1 || entries[0].Action != "import" || entries[0].Old != nil || entries[0].New == nil ||
+		entries[0].DBRole == "" || !strings.Contains(out, `"old": null`) {
+		t.Errorf("audit news -json: %+v\n%s", entries, out)
 	}
 }
 

@@ -86,7 +86,7 @@ func parse(args []string, getenv func(string) string, stdin io.Reader, stderr io
 	}
 	if len(pos) > 0 {
 		c.name = pos[0]
-		if err := checkCounterName(c.name); err != nil {
+		if err := db.CheckName(c.name); err != nil {
 			return nil, err
 		}
 	}
@@ -105,10 +105,7 @@ func parse(args []string, getenv func(string) string, stdin io.Reader, stderr io
 }
 
 func (c *command) checkCreate([]string, io.Reader) error {
-	if c.total < 0 {
-		return fmt.Errorf("total %d: %w: must be ≥ 0", c.total, db.ErrInvalid)
-	}
-	return nil
+	return db.CheckTotal(c.total)
 }
 
 func (c *command) checkSet(pos []string, _ io.Reader) error {
@@ -116,16 +113,13 @@ func (c *command) checkSet(pos []string, _ io.Reader) error {
 	if err != nil {
 		return fmt.Errorf("total %q: %w: want a whole number", pos[1], db.ErrInvalid)
 	}
-	if n < 0 {
-		return fmt.Errorf("total %d: %w: must be ≥ 0", n, db.ErrInvalid)
-	}
 	c.total = n
-	return nil
+	return db.CheckTotal(n)
 }
 
 func (c *command) checkRename(pos []string, _ io.Reader) error {
 	c.newName = pos[1]
-	if err := checkCounterName(c.newName); err != nil {
+	if err := db.CheckName(c.newName); err != nil {
 		return err
 	}
 	if c.newName == c.name {
@@ -203,13 +197,6 @@ func (c *command) parseCommon(getenv func(string) string, tz, level string) erro
 	}
 	if len(c.actor) > 200 || strings.ContainsFunc(c.actor, func(r rune) bool { return r < ' ' || r == 0x7f }) {
 		return fmt.Errorf("actor %q: want at most 200 printable characters", c.actor)
-	}
-	return nil
-}
-
-func checkCounterName(name string) error {
-	if !db.ValidName(name) {
-		return fmt.Errorf("counter name %q: %w: %s", name, db.ErrInvalid, db.NameRule)
 	}
 	return nil
 }

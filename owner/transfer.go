@@ -298,8 +298,10 @@ func parseImportJSON(data []byte, today time.Time) ([]db.Day, *int64, error) {
 	if err := decodeJSON(data, &in, ""); err != nil {
 		return nil, nil, err
 	}
-	if in.Total != nil && *in.Total < 0 {
-		return nil, nil, fmt.Errorf("total %d: %w: must be ≥ 0", *in.Total, db.ErrInvalid)
+	if in.Total != nil {
+		if err := db.CheckTotal(*in.Total); err != nil {
+			return nil, nil, err
+		}
 	}
 	var days []db.Day
 	seen := dayChecker{}
@@ -408,13 +410,12 @@ func (c *command) importDays(ctx context.Context, store *db.Store, stdout io.Wri
 			return refuse(c.importPreview(now.Total, days), "-yes")
 		}
 	}
-	if err := store.Import(ctx, c.actor, c.name, c.days, c.fileTotal); err != nil {
+	done, err := store.Import(ctx, c.actor, c.name, c.days, c.fileTotal)
+	if err != nil {
 		return err
 	}
-	o, n, ok := lastChange(ctx, store, c.name, "import", c.actor)
+	o, n := done.Before, done.After
 	switch {
-	case !ok || n == nil:
-		fmt.Fprintf(stdout, "imported %s into %s\n", plural(int64(len(c.days)), "day row"), c.name)
 	case o == nil:
 		fmt.Fprintf(stdout, "imported %s into new counter %s: total %d\n", plural(int64(len(c.days)), "day row"), c.name, n.Total)
 	default:

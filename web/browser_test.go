@@ -451,7 +451,7 @@ func TestBrowserBloggerPath(t *testing.T) {
 	total := int64(123456789)
 	today := store.Today()
 	carried := []db.Day{{Day: today.AddDate(0, 0, -2), Views: 40, Visitors: 30}, {Day: today.AddDate(0, 0, -1), Views: 50, Visitors: 35}}
-	if err := store.Import(context.Background(), "blogger", "blog", carried, &total); err != nil {
+	if _, err := store.Import(context.Background(), "blogger", "blog", carried, &total); err != nil {
 		t.Fatal(err)
 	}
 	tab := startBrowser(t, chromium)
