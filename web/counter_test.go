@@ -646,10 +646,14 @@ func TestOwnerSwitches(t *testing.T) {
 	}
 
 	testdb.Exec(t, a.dbURL, `update counters set page = false where name = 'blog'`)
-	a.waitPage(t, "/c/blog", "404", func(resp *http.Response, body string) bool {
-		return resp.StatusCode == 404 && strings.Contains(body, "This counter has no public page.") &&
-			parse(t, body).Find(`a[href="/"]`).Length() == 1
+	// Waited for on the page that only reads, so no view counts meanwhile.
+	a.waitPage(t, "/c/blog?counted", "404", func(resp *http.Response, body string) bool {
+		return resp.StatusCode == 404
 	})
+	resp, body = a.do(t, "GET", "/c/blog", nil, nil)
+	if resp.StatusCode != 404 || !strings.Contains(body, "This counter has no public page.") || parse(t, body).Find(`a[href="/"]`).Length() != 1 {
+		t.Errorf("/c/blog with the page off: %d\n%s", resp.StatusCode, body)
+	}
 	for _, path := range []string{"/c/blog/badge.svg", "/c/blog/embed", "/api/counters/blog", "/c/blog/count"} {
 		if resp, _ := a.do(t, "GET", path, nil, nil); resp.StatusCode != 200 {
 			t.Errorf("GET %s with the page off: %d, want 200", path, resp.StatusCode)
