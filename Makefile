@@ -83,14 +83,14 @@ build: generate
 	$(GO) build -trimpath -o $(BIN) .
 
 generate:
-	@out=$$($(GO) tool templ generate 2>&1) || { echo "$$out"; exit 1; }
+	@out=$$($(GO) generate ./... 2>&1) || { echo "$$out"; exit 1; }
 
 ## check-generated: fail when templ would change the *_templ.go files (stale in the commit)
 check-generated:
 	@state() { git status --porcelain -- '*_templ.go'; git diff -- '*_templ.go'; }; \
-	before=$$(state); out=$$($(GO) tool templ generate 2>&1) || { echo "$$out"; exit 1; }; after=$$(state); \
+	before=$$(state); out=$$($(GO) generate ./... 2>&1) || { echo "$$out"; exit 1; }; after=$$(state); \
 	if [ "$$before" != "$$after" ]; then \
-		echo "generated *_templ.go files were stale; 'go tool templ generate' refreshed them: commit them"; \
+		echo "generated *_templ.go files were stale; 'go generate ./...' refreshed them: commit them"; \
 		git status --short -- '*_templ.go'; exit 1; \
 	fi
 
