@@ -5,21 +5,9 @@ import (
 	"fmt"
 	"io"
 	"text/tabwriter"
-	"time"
 
 	"github.com/hitcounter/hitcounter/db"
 )
-
-type listJSON struct {
-	Name     string    `json:"name"`
-	Total    int64     `json:"total"`
-	Day      string    `json:"day"`
-	Views    int64     `json:"views"`
-	Visitors int64     `json:"visitors"`
-	Bots     int64     `json:"bots"`
-	Filtered int64     `json:"filtered"`
-	Updated  time.Time `json:"updated"`
-}
 
 func (c *command) list(ctx context.Context, store *db.Store, stdout io.Writer) error {
 	counts, err := store.List(ctx)
@@ -27,10 +15,9 @@ func (c *command) list(ctx context.Context, store *db.Store, stdout io.Writer) e
 		return err
 	}
 	if c.asJSON {
-		out := make([]listJSON, 0, len(counts))
+		out := make([]db.CountsJSON, 0, len(counts))
 		for _, n := range counts {
-			out = append(out, listJSON{Name: n.Name, Total: n.Total, Day: n.Day.Format(time.DateOnly),
-				Views: n.Views, Visitors: n.Visitors, Bots: n.Bots, Filtered: n.Filtered, Updated: n.Updated.In(c.loc)})
+			out = append(out, n.JSON())
 		}
 		return writeJSON(stdout, out)
 	}

@@ -20,7 +20,7 @@ import (
 	"github.com/hitcounter/hitcounter/db"
 )
 
-// exportJSON is the JSON of export (Day dayJSON) and import (Day
+// exportJSON is the JSON of export (Day db.DayJSON) and import (Day
 // json.RawMessage: each day is decoded on its own, so an error can say
 // which). Total is a pointer so that an import can tell a missing total
 // (add the views) from zero.
@@ -28,14 +28,6 @@ type exportJSON[Day any] struct {
 	Name  string `json:"name"`
 	Total *int64 `json:"total"`
 	Days  []Day  `json:"days"`
-}
-
-type dayJSON struct {
-	Day      string `json:"day"`
-	Views    int64  `json:"views"`
-	Visitors int64  `json:"visitors"`
-	Bots     int64  `json:"bots"`
-	Filtered int64  `json:"filtered"`
 }
 
 // figureNames are a day's figures as the CSV's columns and the JSON's
@@ -58,9 +50,9 @@ func (c *command) export(ctx context.Context, store *db.Store, stdout io.Writer)
 	}
 	var buf bytes.Buffer
 	if c.format == "json" {
-		out := exportJSON[dayJSON]{Name: counts.Name, Total: &counts.Total, Days: make([]dayJSON, 0, len(days))}
+		out := exportJSON[db.DayJSON]{Name: counts.Name, Total: &counts.Total, Days: make([]db.DayJSON, 0, len(days))}
 		for _, d := range days {
-			out.Days = append(out.Days, dayJSON{d.Day.Format(time.DateOnly), d.Views, d.Visitors, d.Bots, d.Filtered})
+			out.Days = append(out.Days, d.JSON())
 		}
 		if err := writeJSON(&buf, out); err != nil {
 			return err
@@ -307,7 +299,7 @@ func parseImportJSON(data []byte, today time.Time) ([]db.Day, *int64, error) {
 	seen := dayChecker{}
 	for i, raw := range in.Days {
 		where := fmt.Sprintf("days[%d]", i)
-		var j dayJSON
+		var j db.DayJSON
 		if err := decodeJSON(raw, &j, where); err != nil {
 			return nil, nil, err
 		}
