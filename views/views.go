@@ -7,12 +7,15 @@ import (
 	"time"
 )
 
-// Assets are the URLs of the static files a page links to.
+// Assets are what every page's head needs: the URLs of the static files
+// it links to, and htmx's settings.
 type Assets struct {
 	HTMX    string
 	CSS     string
 	Favicon string
 	Copy    string // the counter page's Copy buttons
+	// HTMXTimeout is how long htmx waits for an answer (0: htmx's default).
+	HTMXTimeout time.Duration
 }
 
 // Counter is the live counter fragment, swapped by htmx on click and poll.
@@ -46,6 +49,7 @@ type Page struct {
 type CounterPage struct {
 	Assets  Assets
 	Name    string
+	Path    string // the page's own, where the don't-count form returns
 	Counter Counter
 	Hit     string // where the +1 button posts; empty: no button
 	Chart   Chart
@@ -53,8 +57,10 @@ type CounterPage struct {
 	Badge, JSON  string
 	Embeds       []Snippet
 	BadgePreview string
-	// DontCount says this browser asked not to be counted.
-	DontCount bool
+	// DontCount says this browser asked not to be counted;
+	// DontCountAction is where the form that switches it posts.
+	DontCount       bool
+	DontCountAction string
 }
 
 // Snippet is code to copy, under its label.
@@ -77,7 +83,7 @@ type Error struct {
 	Assets  Assets
 	Title   string
 	Message string
-	Home    bool // link back to the front page (not when that is what failed)
+	Home    string // the link back to the front page; empty when that is what failed
 }
 
 // trigger renders a poll interval in htmx's syntax ("every 2s", "every 500ms").
@@ -86,6 +92,16 @@ func trigger(d time.Duration) string {
 		return "every " + strconv.FormatInt(int64(d/time.Second), 10) + "s"
 	}
 	return "every " + strconv.FormatInt(d.Milliseconds(), 10) + "ms"
+}
+
+// htmxConfig is the content of a page's htmx-config. htmx's own indicator
+// CSS is turned off: it would be an inline style, which the CSP forbids.
+func htmxConfig(a Assets) string {
+	c := "includeIndicatorCSS:false"
+	if a.HTMXTimeout > 0 {
+		c += " defaultTimeout:" + strconv.FormatInt(a.HTMXTimeout.Milliseconds(), 10)
+	}
+	return c
 }
 
 func times(n int64) string {

@@ -95,7 +95,7 @@ func (s *server) sendJSON(w http.ResponseWriter, r *http.Request, status int, ct
 }
 
 // isAPI tells a request of the JSON API.
-func isAPI(r *http.Request) bool { return strings.HasPrefix(r.URL.Path, "/api/") }
+func isAPI(r *http.Request) bool { return strings.HasPrefix(r.URL.Path, apiPrefix) }
 
 // preflightAPI answers the CORS preflight of an API read from another
 // origin (a page's fetch with a header of its own, such as

@@ -161,12 +161,18 @@ func TestBrowserPollsRevalidate(t *testing.T) {
 // click must not land after it and show the older count.
 func TestBrowserClickWinsOverAStalePoll(t *testing.T) {
 	chromium := browserPath(t)
-	a := startBrowserApp(t)
+	dbURL := testdb.NewMigrated(t)
+	// htmx's own request timeout follows the server's (a little longer):
+	// a long one keeps it out of the verdict below.
+	a := startBrowserAppWith(t, dbURL, dbURL, web.Config{PollInterval: browserPollInterval, RequestTimeout: 20 * time.Second})
 	tab := startBrowser(t, chromium)
 
 	tab.load(a.URL)
 	n := tab.readCount()
 	tab.waitHTMXReady()
+	if got := browserEval[float64](tab, `htmx.config.defaultTimeout`); got <= 20000 || got > 25000 {
+		t.Fatalf("htmx's timeout is %vms, want a little more than the server's 20s", got)
+	}
 
 	hold := &browserPollHold{held: make(chan context.Context, 64), release: make(chan struct{})}
 	a.hold.Store(hold)
@@ -179,8 +185,8 @@ func TestBrowserClickWinsOverAStalePoll(t *testing.T) {
 
 	tab.clickPlusOne()
 	tab.waitCount(n+1, browserWaitTimeout)
-	// The click drops the poll at once. Waiting half of htmx's own request
-	// timeout (defaultTimeout, 10s) keeps that timeout out of the verdict.
+	// The click drops the poll at once. Waiting a quarter of htmx's own
+	// request timeout keeps that timeout out of the verdict.
 	select {
 	case <-poll.Done():
 	case <-time.After(5 * time.Second):

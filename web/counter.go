@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"strings"
 	"time"
 
 	"github.com/a-h/templ"
@@ -50,25 +49,26 @@ func (s *server) chart(r *http.Request, name string) views.Chart {
 // counterPageView is the counter page around its fragment v.
 func (s *server) counterPageView(r *http.Request, name string, v views.Counter, sw db.Switches, chart views.Chart) templ.Component {
 	p := views.CounterPage{
-		Assets:    s.assets,
-		Name:      name,
-		Counter:   v,
-		DontCount: dontCount(r),
-		Chart:     chart,
+		Assets:          s.assets,
+		Name:            name,
+		Path:            namedPath(name),
+		Counter:         v,
+		DontCount:       dontCount(r),
+		DontCountAction: dontCountPath,
+		Chart:           chart,
 	}
 	if !sw.NoPlusOne {
-		p.Hit = "/c/" + name + "/hit?" + pageParam
+		p.Hit = hitPath(name) + "?" + pageParam
 	}
-	base := baseURL(r)
-	page := base + counterPath(name)
-	p.Badge = "[![" + name + " views](" + base + "/c/" + name + "/badge.svg)](" + page + ")"
-	p.BadgePreview = "/c/" + name + "/badge.svg?count=0"
+	base := s.baseURL(r)
+	p.Badge = "[![" + name + " views](" + base + badgePath(name) + ")](" + base + counterPath(name) + ")"
+	p.BadgePreview = badgePath(name) + "?count=0"
 	for _, e := range embedSnippets {
 		p.Embeds = append(p.Embeds, views.Snippet{ID: e.id, Label: e.label, Code: fmt.Sprintf(
-			`<iframe src="%s/c/%s/embed?%s" title="%s hit counter" width="%d" height="%d" style="border:0" loading="lazy"></iframe>`,
-			base, name, e.options.query(), name, e.width, e.height)})
+			`<iframe src="%s%s?%s" title="%s hit counter" width="%d" height="%d" style="border:0" loading="lazy"></iframe>`,
+			base, embedPath(name), e.options.query(), name, e.width, e.height)})
 	}
-	p.JSON = base + "/api/counters/" + name
+	p.JSON = base + apiPath(name)
 	return views.CounterPageView(p)
 }
 
@@ -87,10 +87,10 @@ func chartOf(days []db.Day) views.Chart {
 
 // baseURL is this server's address as the client reached it, for the
 // snippets: the Host header, with https when the request came over TLS or
-// a proxy says it did.
-func baseURL(r *http.Request) string {
+// a trusted proxy says it did.
+func (s *server) baseURL(r *http.Request) string {
 	scheme := "http"
-	if r.TLS != nil || r.Header.Get("X-Forwarded-Proto") == "https" {
+	if s.overHTTPS(r) {
 		scheme = "https"
 	}
 	return (&url.URL{Scheme: scheme, Host: r.Host}).String()
@@ -103,7 +103,7 @@ func (s *server) dontCount(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	back := r.PostForm.Get("back")
-	if back != "/" && !(strings.HasPrefix(back, "/c/") && db.ValidName(strings.TrimPrefix(back, "/c/"))) {
+	if _, ok := counterOfPath(back); !ok {
 		return errorf(http.StatusBadRequest, "The form names no counter page to return to.")
 	}
 	c := &http.Cookie{
@@ -112,7 +112,7 @@ func (s *server) dontCount(w http.ResponseWriter, r *http.Request) error {
 		Path:     "/",
 		MaxAge:   10 * 365 * 24 * 60 * 60,
 		HttpOnly: true,
-		Secure:   r.TLS != nil || r.Header.Get("X-Forwarded-Proto") == "https",
+		Secure:   s.overHTTPS(r),
 		SameSite: http.SameSiteLaxMode,
 	}
 	switch r.PostForm.Get("count") {

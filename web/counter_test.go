@@ -270,6 +270,52 @@ func TestDontCountMe(t *testing.T) {
 	}
 }
 
+// X-Forwarded-Proto is believed from a trusted proxy only, as the client
+// IP header is: from any other peer it would make the snippets offer
+// https:// and the don't-count cookie Secure on a plain-http server.
+func TestForwardedProtoOnlyFromTrustedProxies(t *testing.T) {
+	local := []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
+	other := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}
+	for _, tt := range []struct {
+		name  string
+		cfg   web.Config
+		https bool
+	}{
+		{"reachable directly", web.Config{}, false},
+		{"from a peer not in TRUSTED_PROXIES", web.Config{ClientIPHeader: "X-Real-IP", TrustedProxies: other}, false},
+		{"from a peer not in TRUSTED_PROXIES, no client IP header", web.Config{TrustedProxies: other}, false},
+		{"from a trusted proxy", web.Config{ClientIPHeader: "X-Real-IP", TrustedProxies: local}, true},
+		{"from a trusted proxy, no client IP header", web.Config{TrustedProxies: local}, true},
+		{"a client IP header trusted from any peer", web.Config{ClientIPHeader: "X-Real-IP"}, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			a := newAppWith(t, tt.cfg)
+			proto := map[string]string{"X-Forwarded-Proto": "https"}
+			base := a.srv.URL
+			if tt.https {
+				base = "https://" + strings.TrimPrefix(base, "http://")
+			}
+			_, body := a.do(t, "GET", "/c/blog", nil, proto)
+			doc := parse(t, body)
+			for id, want := range map[string]string{
+				"snippet-badge":  "(" + base + "/c/blog/badge.svg)](" + base + "/c/blog)",
+				"snippet-iframe": `<iframe src="` + base + `/c/blog/embed?button"`,
+				"snippet-json":   base + "/api/counters/blog",
+			} {
+				if got := doc.Find("#" + id).Text(); !strings.Contains(got, want) {
+					t.Errorf("#%s is %q, want it to contain %q", id, got, want)
+				}
+			}
+			resp, _ := a.do(t, "POST", "/dont-count", strings.NewReader("count=no&back=/c/blog"),
+				mergeHeaders(proto, map[string]string{"Content-Type": "application/x-www-form-urlencoded"}))
+			wantStatus(t, resp, http.StatusSeeOther)
+			if c := resp.Cookies(); len(c) != 1 || c[0].Secure != tt.https {
+				t.Errorf("cookie %v, want Secure %v", resp.Header["Set-Cookie"], tt.https)
+			}
+		})
+	}
+}
+
 func mergeHeaders(hs ...map[string]string) map[string]string {
 	out := map[string]string{}
 	for _, h := range hs {

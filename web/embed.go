@@ -51,7 +51,7 @@ func (s *server) embedView(name string, o embedOptions, v views.Counter) templ.C
 	e := views.Embed{Assets: s.assets, Name: name, Counter: v, Theme: o.theme, Compact: o.compact}
 	if o.button {
 		o.button = false // the button posts the rest; its redirect adds it back
-		e.Hit = "/c/" + name + "/hit?embed"
+		e.Hit = hitPath(name) + "?embed"
 		if q := o.query(); q != "" {
 			e.Hit += "&" + q
 		}

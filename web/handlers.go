@@ -25,9 +25,11 @@ const countedParam = "counted"
 const pageParam = "page"
 
 // onPage tells a request of a counter's own page.
-func onPage(r *http.Request) bool {
-	rctx := chi.RouteContext(r.Context())
-	return rctx != nil && rctx.RoutePattern() == "/c/{name}" || r.URL.Query().Has(pageParam)
+func (s *server) onPage(r *http.Request) bool {
+	if _, k := s.routeOf(r); k == counterPageRoute {
+		return true
+	}
+	return r.URL.Query().Has(pageParam)
 }
 
 // switchesOf are the owner's switches of a counter (db.Switches); an
@@ -67,14 +69,6 @@ func counterOf(r *http.Request) (string, error) {
 	return name, nil
 }
 
-// counterPath is the counter's page; the main counter's is /.
-func counterPath(name string) string {
-	if name == mainCounter {
-		return "/"
-	}
-	return "/c/" + name
-}
-
 // index is the home page. Viewing it counts a hit and shows the counted
 // value; HEAD and the redirect after a no-JavaScript click only read.
 func (s *server) index(w http.ResponseWriter, r *http.Request) error {
@@ -92,7 +86,7 @@ func (s *server) index(w http.ResponseWriter, r *http.Request) error {
 func (s *server) homeView(v views.Counter, sw db.Switches) templ.Component {
 	p := views.Page{Assets: s.assets, Counter: v}
 	if !sw.NoPlusOne {
-		p.Hit = "/hit"
+		p.Hit = homeHitPath
 	}
 	return views.HomePage(p)
 }
@@ -136,7 +130,7 @@ func (s *server) hit(w http.ResponseWriter, r *http.Request) error {
 		// Back to the embed as it was; bad options are only lost looks.
 		o, _ := parseEmbedOptions(q)
 		o.button = true
-		back = "/c/" + name + "/embed?" + o.query() + "&" + countedParam
+		back = embedPath(name) + "?" + o.query() + "&" + countedParam
 	}
 	http.Redirect(w, r, back, http.StatusSeeOther)
 	return nil
@@ -155,7 +149,7 @@ func (s *server) count(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	key := name
-	if onPage(r) {
+	if s.onPage(r) {
 		key += "?" + pageParam
 	}
 	p, _ := s.lastPolls.Load(key)
@@ -197,11 +191,10 @@ func (s *server) counterView(r *http.Request, c db.Counts) views.Counter {
 	if err != nil {
 		name = mainCounter // a refused name has no fragment of its own
 	}
-	v := views.Counter{Hits: c.Total, PollEvery: s.cfg.PollInterval, Poll: "/count"}
+	v := views.Counter{Hits: c.Total, PollEvery: s.cfg.PollInterval, Poll: pollPath(name)}
 	if name != mainCounter {
-		v.Poll = "/c/" + name + "/count"
 		v.Today = &views.Today{Views: c.Views, Visitors: c.Visitors, Bots: c.Bots}
-		if onPage(r) {
+		if s.onPage(r) {
 			v.Poll += "?" + pageParam
 			v.ShowBots = true
 		}

@@ -9,13 +9,12 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"runtime/debug"
 	"strconv"
-	"strings"
 	"sync/atomic"
 	"time"
 
-	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
 )
 
@@ -49,9 +48,9 @@ func noteError(r *http.Request, err error) {
 	}
 }
 
-// logRequests writes one structured line per request. Polls, probes and
-// static files log at debug level unless they fail: at info they would
-// drown everything else.
+// logRequests writes one structured line per request. Quiet routes
+// (routeKind.quiet: polls, probes, static files) log at debug level unless
+// they fail: at info they would drown everything else.
 func (s *server) logRequests(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
@@ -60,6 +59,7 @@ func (s *server) logRequests(next http.Handler) http.Handler {
 		ww := middleware.NewWrapResponseWriter(w, r.ProtoMajor)
 		defer func() {
 			took := time.Since(start)
+			route, kind := s.routeOf(r)
 			status := ww.Status()
 			if status == 0 {
 				status = http.StatusOK
@@ -75,7 +75,7 @@ func (s *server) logRequests(next http.Handler) http.Handler {
 				level = slog.LevelWarn // the database layer has logged the failure itself
 			case status >= 500:
 				level = slog.LevelError
-			case status < 400 && quietPath(r.URL.Path):
+			case status < 400 && kind.quiet():
 				level = slog.LevelDebug
 			}
 			attrs := []slog.Attr{
@@ -98,9 +98,8 @@ func (s *server) logRequests(next http.Handler) http.Handler {
 			}
 			s.log.LogAttrs(r.Context(), level, "request", attrs...)
 			if s.cfg.ObserveRequest != nil {
-				route := "unmatched"
-				if rc := chi.RouteContext(r.Context()); rc != nil && rc.RoutePattern() != "" {
-					route = rc.RoutePattern()
+				if route == "" {
+					route = "unmatched"
 				}
 				if gone {
 					// nginx's "client closed request": not a failure of the
@@ -114,10 +113,6 @@ func (s *server) logRequests(next http.Handler) http.Handler {
 	})
 }
 
-func quietPath(p string) bool {
-	return p == "/count" || p == "/healthz" || p == "/readyz" || strings.HasPrefix(p, "/static/")
-}
-
 // clientIP is the address set by the trusted proxy header when one is
 // configured, else the peer address.
 func clientIP(r *http.Request) string {
@@ -129,6 +124,39 @@ func clientIP(r *http.Request) string {
 		return r.RemoteAddr
 	}
 	return host
+}
+
+// fromTrustedProxy tells a request whose peer is a trusted proxy, whose
+// word about the client is believed: a peer in TrustedProxies or, when
+// that is empty, any peer once ClientIPHeader says a proxy is in front.
+// It is the rule chi's ClientIPFromHeader applies to the client IP header
+// (routes.go), peer parsing included, so the two never disagree.
+func (s *server) fromTrustedProxy(r *http.Request) bool {
+	if len(s.cfg.TrustedProxies) == 0 {
+		return s.cfg.ClientIPHeader != ""
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		return false
+	}
+	// A v4-mapped or zoned address must not slip past a plain prefix.
+	ip = ip.Unmap().WithZone("")
+	for _, p := range s.cfg.TrustedProxies {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+// overHTTPS tells a request the client sent over TLS: to this server, or
+// to a trusted proxy that says so (X-Forwarded-Proto).
+func (s *server) overHTTPS(r *http.Request) bool {
+	return r.TLS != nil || r.Header.Get("X-Forwarded-Proto") == "https" && s.fromTrustedProxy(r)
 }
 
 // recoverPanics turns a panic into a 500 page and a logged stack trace.

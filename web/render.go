@@ -13,7 +13,6 @@ import (
 	"strings"
 
 	"github.com/a-h/templ"
-	"github.com/go-chi/chi/v5"
 
 	"github.com/hitcounter/hitcounter/db"
 	"github.com/hitcounter/hitcounter/views"
@@ -47,35 +46,34 @@ func (s *server) handle(h handlerFunc) http.HandlerFunc {
 // (htmx 4), and its only target is the counter: it gets the counter
 // showing the message, still polling. A counter's page or embed whose
 // storage failed is shown with the message in place of the count, and
-// keeps polling, so it recovers by itself. Anything else is an error page.
+// keeps polling, so it recovers by itself: the route's kind (routes.go)
+// tells which. Anything else is an error page.
 func (s *server) problemView(w http.ResponseWriter, r *http.Request, err error) (int, templ.Component) {
 	status, msg := problem(err)
 	v := s.counterView(r, db.Counts{})
 	v.Problem, v.Today = msg, nil
 	name, nameErr := counterOf(r)
-	route := chi.RouteContext(r.Context()).RoutePattern()
+	_, kind := s.routeOf(r)
 	switch {
 	case isHTMX(r):
 		return status, views.CounterFragment(v)
 	case status < 500 || nameErr != nil:
-	case route == "/" || route == "/hit":
+	case kind == homeRoute:
 		return status, s.homeView(v, db.Switches{})
-	case route == "/c/{name}" || route == "/c/{name}/hit":
+	case kind == counterPageRoute || kind == counterHitRoute:
 		return status, s.counterPageView(r, name, v, db.Switches{}, views.Chart{Unavailable: true})
-	case route == "/c/{name}/embed":
+	case kind == embedRoute:
 		s.allowFraming(w)
 		o, _ := parseEmbedOptions(r.URL.Query()) // a bad one is a 400, not here
 		return status, s.embedView(name, o, v)
 	}
-	// The front page is the main counter's: when that is what is missing,
-	// a link back to it would lead here again.
-	home := !(status == http.StatusNotFound && nameErr == nil && name == mainCounter && counterRoute(route))
-	return status, views.ErrorPage(views.Error{Assets: s.assets, Title: http.StatusText(status), Message: msg, Home: home})
-}
-
-// counterRoute tells the routes that are about one counter.
-func counterRoute(route string) bool {
-	return route == "/" || route == "/hit" || route == "/count" || strings.HasPrefix(route, "/c/{name}")
+	e := views.Error{Assets: s.assets, Title: http.StatusText(status), Message: msg, Home: counterPath(mainCounter)}
+	if status == http.StatusNotFound && nameErr == nil && name == mainCounter && kind.aboutCounter() {
+		// The front page is the main counter's: when that is what is
+		// missing, a link back to it would lead here again.
+		e.Home = ""
+	}
+	return status, views.ErrorPage(e)
 }
 
 // render writes a component with a status. It renders into a buffer first,

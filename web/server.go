@@ -40,6 +40,7 @@ type Config struct {
 	PollInterval time.Duration
 	// RequestTimeout bounds each request's work, database retries included
 	// (DefaultRequestTimeout); it must stay below any reverse proxy's timeout.
+	// The pages' htmx waits htmxGrace longer before it gives up.
 	RequestTimeout time.Duration
 	// MaxBodyBytes bounds request bodies (default 4 KiB); larger ones get 413.
 	MaxBodyBytes int64
@@ -47,8 +48,10 @@ type Config struct {
 	// to the client's address (e.g. X-Real-IP). Leave it empty when the
 	// server is reachable directly: the header would be spoofable.
 	ClientIPHeader string
-	// TrustedProxies limits ClientIPHeader to requests from these CIDR
-	// prefixes (e.g. 127.0.0.1/32); empty trusts any peer.
+	// TrustedProxies are the peers (CIDR prefixes, e.g. 127.0.0.1/32) whose
+	// word about the client is believed: ClientIPHeader and
+	// X-Forwarded-Proto. Empty trusts any peer when ClientIPHeader is set
+	// (a proxy is said to be in front) and none otherwise.
 	TrustedProxies []netip.Prefix
 	// NotCounted lists client networks whose hits are not counted at all
 	// (the owner's own): their pages show the count without adding to it.
@@ -93,6 +96,12 @@ func (c Config) withDefaults() Config {
 // mainCounter is the counter of the home page, /.
 const mainCounter = db.MainCounter
 
+// htmxGrace is how much longer than RequestTimeout the pages' htmx waits
+// for an answer, so that the server's own answer at its deadline ("Counter
+// unavailable, retrying…", a 503) arrives, rendered and sent, before htmx
+// gives up silently and leaves a stale count on the page.
+const htmxGrace = time.Second
+
 type server struct {
 	cfg    Config
 	store  Store
@@ -100,6 +109,7 @@ type server struct {
 	static *staticFiles
 	assets views.Assets
 	mux    *chi.Mux
+	kinds  map[string]routeKind // route pattern → its kind (routes.go)
 	bots   *botDetector
 	burst  *burstCap
 
@@ -113,15 +123,17 @@ func NewServer(cfg Config, store Store, staticFS fs.FS, htmxFile string, log *sl
 	if err != nil {
 		return nil, err
 	}
-	a := views.Assets{HTMX: htmxFile, CSS: "style.css", Favicon: "favicon.svg", Copy: "copy.js"}
+	cfg = cfg.withDefaults()
+	a := views.Assets{HTMX: htmxFile, CSS: "style.css", Favicon: "favicon.svg", Copy: "copy.js",
+		HTMXTimeout: cfg.RequestTimeout + htmxGrace}
 	for _, name := range []*string{&a.HTMX, &a.CSS, &a.Favicon, &a.Copy} {
 		if !st.has(*name) {
 			return nil, fmt.Errorf("static file %q is missing", *name)
 		}
-		*name = "/static/" + *name
+		*name = staticPath(*name)
 	}
 	s := &server{
-		cfg:    cfg.withDefaults(),
+		cfg:    cfg,
 		store:  store,
 		log:    log,
 		static: st,
@@ -129,8 +141,6 @@ func NewServer(cfg Config, store Store, staticFS fs.FS, htmxFile string, log *sl
 	}
 	s.bots = newBotDetector()
 	s.burst = newBurstCap(s.cfg.BurstLimit, time.Minute)
-	if err := s.routes(); err != nil {
-		return nil, err
-	}
+	s.routes()
 	return s.mux, nil
 }

@@ -9,7 +9,6 @@ import (
 	"mime"
 	"net/http"
 	"path"
-	"strings"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -69,7 +68,7 @@ func (st *staticFiles) has(name string) bool { _, ok := st.files[name]; return o
 func (s *server) serveStatic(w http.ResponseWriter, r *http.Request) error {
 	name := chi.URLParam(r, "*")
 	f, ok := s.static.files[name]
-	if !ok || strings.Contains(name, "..") {
+	if !ok {
 		return errorf(http.StatusNotFound, "There is no file at this address.")
 	}
 	h := w.Header()

@@ -520,6 +520,71 @@ func TestRequestLogLine(t *testing.T) {
 	}
 }
 
+// htmx waits a little longer than the server's request deadline, so that
+// the server's own answer at its deadline (503, "unavailable") reaches
+// the page before htmx gives up on the request.
+func TestHTMXTimeoutFollowsRequestTimeout(t *testing.T) {
+	for _, timeout := range []time.Duration{1500 * time.Millisecond, 7 * time.Second} {
+		a := newAppWith(t, web.Config{RequestTimeout: timeout})
+		for _, path := range []string{"/", "/c/blog", "/c/blog/embed", "/nope"} {
+			_, body := a.do(t, "GET", path, nil, nil)
+			config := parse(t, body).Find(`meta[name="htmx-config"]`).AttrOr("content", "")
+			var htmxTimeout time.Duration
+			for f := range strings.FieldsSeq(config) {
+				if v, ok := strings.CutPrefix(f, "defaultTimeout:"); ok {
+					ms, _ := strconv.Atoi(v)
+					htmxTimeout = time.Duration(ms) * time.Millisecond
+				}
+			}
+			if htmxTimeout <= timeout || htmxTimeout > timeout+2*time.Second {
+				t.Errorf("request timeout %v: GET %s has htmx-config %q, want a defaultTimeout a little over it", timeout, path, config)
+			}
+		}
+	}
+}
+
+// Polls, probes and static files log at debug unless they fail: every
+// open page polls every 2 s, which at info would drown the log. A named
+// counter's poll (its page's or an embed's) is one of them.
+func TestQuietRequestsLogAtDebug(t *testing.T) {
+	// ObserveRequest hears of a request once its log line is written.
+	logged := make(chan struct{}, 16)
+	a := newAppWith(t, web.Config{ObserveRequest: func(string, string, int, time.Duration) { logged <- struct{}{} }})
+	for _, tt := range []struct {
+		path   string
+		status int
+		level  string
+	}{
+		{"/count", 200, "DEBUG"},
+		{"/c/blog/count", 200, "DEBUG"},
+		{"/c/blog/count?page", 200, "DEBUG"},
+		{"/healthz", 200, "DEBUG"},
+		{"/readyz", 200, "DEBUG"},
+		{"/static/favicon.svg", 200, "DEBUG"},
+		{"/c/nope/count", 404, "INFO"}, // a failing poll is not quiet
+		{"/c/blog", 200, "INFO"},       // a view is not a poll
+		{"/c/blog/badge.svg?count=0", 200, "INFO"},
+	} {
+		resp, _ := a.do(t, "GET", tt.path, nil, htmx)
+		wantStatus(t, resp, tt.status)
+		select {
+		case <-logged:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("GET %s: no request line within 10s", tt.path)
+		}
+		id := "request_id=" + resp.Header.Get("X-Request-Id")
+		var line string
+		for l := range strings.SplitSeq(a.logs.String(), "\n") {
+			if strings.Contains(l, "msg=request ") && strings.Contains(l, id) {
+				line = l
+			}
+		}
+		if !strings.Contains(line, "level="+tt.level+" ") {
+			t.Errorf("GET %s (%d): request logged at %q, want level %s", tt.path, tt.status, line, tt.level)
+		}
+	}
+}
+
 // With the database down, the page and the fragments answer 503 with a
 // clear message in place of the count, keep polling, and show the count
 // again once the database is back. Nothing is counted meanwhile.
