@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -18,13 +19,13 @@ import (
 // one closes (the header and idle timeouts see to that).
 type connGuard struct {
 	net.Listener
-	max int
+	max  int
+	shed atomic.Int64 // idle connections closed to make room, read by the metrics
 
 	mu    sync.Mutex
 	open  int
 	idle  map[net.Conn]time.Time // since when each idle connection is idle
 	freed chan struct{}          // a connection closed: room to accept
-	shed  int                    // idle connections closed to make room
 
 	closeOnce sync.Once
 	closed    chan struct{}
@@ -78,7 +79,7 @@ func (g *connGuard) oldestIdle() net.Conn {
 	}
 	if oldest != nil {
 		delete(g.idle, oldest)
-		g.shed++
+		g.shed.Add(1)
 	}
 	return oldest
 }

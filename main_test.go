@@ -9,11 +9,15 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
+	"net/url"
 	"os"
 	"regexp"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -27,46 +31,67 @@ type program struct {
 	base    string // http://127.0.0.1:PORT
 	metrics string // http://127.0.0.1:PORT/metrics, with METRICS_ADDR set
 	logs    *lockedBuffer
+	stop    context.CancelFunc // as SIGTERM
+	exited  chan struct{}      // closed once run has returned err
+	err     error
 }
 
-// startRun runs the program on 127.0.0.1:0 and returns once it listens.
-// The program is stopped, and its return checked, when the test ends.
-func startRun(t testing.TB, env map[string]string, args ...string) *program {
+// launch runs the program on 127.0.0.1:0 and returns once it listens.
+// The test may stop it and read its return with waitExit; it is stopped
+// when the test ends in any case.
+func launch(t testing.TB, env map[string]string, args ...string) *program {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	stdoutR, stdoutW := io.Pipe()
-	logs := &lockedBuffer{}
-	getenv := func(k string) string { return env[k] }
-	done := make(chan error, 1)
+	p := &program{logs: &lockedBuffer{}, stop: cancel, exited: make(chan struct{})}
 	go func() {
-		err := run(ctx, append([]string{"hitcounter", "-addr", "127.0.0.1:0"}, args...), getenv, nil, stdoutW, logs)
+		p.err = run(ctx, append([]string{"hitcounter", "-addr", "127.0.0.1:0"}, args...), func(k string) string { return env[k] }, nil, stdoutW, p.logs)
 		stdoutW.Close()
-		done <- err
+		close(p.exited)
 	}()
 	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("run returned %v after shutdown", err)
-			}
-		case <-time.After(15 * time.Second):
-			t.Errorf("run did not return within 15s of the shutdown signal")
-		}
 		if t.Failed() {
-			t.Logf("program logs:\n%s", logs.String())
+			t.Logf("program logs:\n%s", p.logs.String())
 		}
 	})
-
-	p := &program{logs: logs}
-	p.base, p.metrics = readListening(t, stdoutR, done)
+	t.Cleanup(func() { // runs before the logs are shown, so they are whole
+		p.stop()
+		p.waitExit(t, 15*time.Second)
+	})
+	p.base, p.metrics = readListening(t, stdoutR, p)
 	return p
+}
+
+// startRun is launch for a program that serves until the test ends, and
+// must then stop cleanly.
+func startRun(t testing.TB, env map[string]string, args ...string) *program {
+	t.Helper()
+	p := launch(t, env, args...)
+	t.Cleanup(func() {
+		p.stop()
+		if err := p.waitExit(t, 15*time.Second); err != nil {
+			t.Errorf("run returned %v after shutdown", err)
+		}
+	})
+	return p
+}
+
+// waitExit waits up to within for run to return, and returns its error.
+func (p *program) waitExit(t testing.TB, within time.Duration) error {
+	t.Helper()
+	select {
+	case <-p.exited:
+		return p.err
+	case <-time.After(within):
+		t.Fatalf("run had not returned within %s", within)
+		return nil
+	}
 }
 
 // readListening reads the program's stdout until it says where it
 // listens, and returns that base URL, and its metrics' URL if it said one
 // first.
-func readListening(t testing.TB, stdout io.Reader, done <-chan error) (base, metrics string) {
+func readListening(t testing.TB, stdout io.Reader, p *program) (base, metrics string) {
 	t.Helper()
 	type said struct{ base, metrics string }
 	addr := make(chan said, 1)
@@ -86,7 +111,8 @@ func readListening(t testing.TB, stdout io.Reader, done <-chan error) (base, met
 	select {
 	case a, ok := <-addr:
 		if !ok {
-			t.Fatalf("program ended before listening: %v", <-done)
+			<-p.exited
+			t.Fatalf("program ended before listening: %v", p.err)
 		}
 		return a.base, a.metrics
 	case <-time.After(30 * time.Second):
@@ -331,39 +357,138 @@ func TestRunMigrateWaitsThenFails(t *testing.T) {
 func TestRunStopsOnTimeWithAFrozenDatabase(t *testing.T) {
 	dbURL := testdb.NewMigrated(t)
 	proxy, proxied := pgproxy.ForTest(t, dbURL)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	stdoutR, stdoutW := io.Pipe()
-	logs := &lockedBuffer{}
-	done := make(chan error, 1)
-	env := map[string]string{"DATABASE_URL": proxied, "SHUTDOWN_TIMEOUT": "2s", "SHUTDOWN_DRAIN": "500ms", "REQUEST_TIMEOUT": "1s"}
-	go func() {
-		done <- run(ctx, []string{"hitcounter", "-addr", "127.0.0.1:0"}, func(k string) string { return env[k] }, nil, stdoutW, logs)
-		stdoutW.Close()
-	}()
-	base, _ := readListening(t, stdoutR, done)
-	if status, _ := get(t, base+"/"); status != 200 {
+	p := launch(t, map[string]string{"DATABASE_URL": proxied, "SHUTDOWN_TIMEOUT": "2s", "SHUTDOWN_DRAIN": "500ms", "REQUEST_TIMEOUT": "1s"})
+	if status, _ := get(t, p.base+"/"); status != 200 {
 		t.Fatalf("the page: %d", status)
 	}
 	proxy.Freeze(true) // everything sent to the database now goes unanswered
 	defer proxy.Freeze(false)
-	go func() { _, _ = http.Post(base+"/hit", "", nil) }() // a request stuck on the database
+	go func() { _, _ = http.Post(p.base+"/hit", "", nil) }() // a request stuck on the database
 	time.Sleep(100 * time.Millisecond)
 
 	start := time.Now()
-	cancel()
+	p.stop()
 	time.Sleep(200 * time.Millisecond)
-	if status, body := get(t, base+"/readyz"); status != 503 || !strings.Contains(body, "shutting down") {
+	if status, body := get(t, p.base+"/readyz"); status != 503 || !strings.Contains(body, "shutting down") {
 		t.Errorf("readyz while draining: %d %q, want 503 shutting down", status, body)
 	}
 
-	select {
-	case <-done:
-		if took := time.Since(start); took > 2*time.Second+500*time.Millisecond {
-			t.Errorf("shutdown took %s, want at most SHUTDOWN_TIMEOUT (2s) and a little", took)
+	p.waitExit(t, 15*time.Second)
+	if took := time.Since(start); took > 2*time.Second+500*time.Millisecond {
+		t.Errorf("shutdown took %s, want at most SHUTDOWN_TIMEOUT (2s) and a little", took)
+	}
+}
+
+// A listener that fails while serving stops the program as SIGTERM does:
+// the app's server shuts down gracefully and its port closes, nothing is
+// left serving, and run returns why.
+func TestRunShutsDownWhenTheMetricsListenerFails(t *testing.T) {
+	p := launch(t, map[string]string{"DATABASE_URL": testdb.NewMigrated(t), "METRICS_ADDR": "127.0.0.1:0", "SHUTDOWN_DRAIN": "0s"})
+	waitHealthy(t, p.base)
+	metrics, err := url.Parse(p.metrics)
+	if err != nil {
+		t.Fatal(err)
+	}
+	breakListener(t, metrics.Host)
+
+	err = p.waitExit(t, 15*time.Second)
+	if err == nil || !strings.Contains(err.Error(), "metrics") {
+		t.Errorf("run returned %v, want the metrics listener's failure", err)
+	}
+	if c, err := net.DialTimeout("tcp", strings.TrimPrefix(p.base, "http://"), 5*time.Second); err == nil {
+		c.Close()
+		t.Error("the app's port still accepts connections after run returned")
+	}
+	if n := serving(); n > 0 {
+		t.Errorf("%d of run's servers still in Serve after it returned", n)
+	}
+	if !strings.Contains(p.logs.String(), "msg=stopped") {
+		t.Error("run returned without its graceful shutdown: no \"stopped\" in the logs")
+	}
+}
+
+// breakListener shuts down, under the program, its listening socket on
+// addr, found among the process's files: its Accept then fails for good
+// (EINVAL), a real failure that needs no seam in the program.
+func breakListener(t *testing.T, addr string) {
+	t.Helper()
+	want, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skipf("no /proc/self/fd to find the listener in: %v", err)
+	}
+	for _, f := range fds {
+		fd, err := strconv.Atoi(f.Name())
+		if err != nil {
+			continue
 		}
-	case <-time.After(15 * time.Second):
-		t.Fatalf("the program had not stopped 15s after SIGTERM; logs:\n%s", logs.String())
+		sa, err := syscall.Getsockname(fd)
+		if in, ok := sa.(*syscall.SockaddrInet4); err != nil || !ok || netip.AddrPortFrom(netip.AddrFrom4(in.Addr), uint16(in.Port)) != want {
+			continue
+		}
+		// The connections it accepted have its address too.
+		if listening, err := syscall.GetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_ACCEPTCONN); err != nil || listening != 1 {
+			continue
+		}
+		if err := syscall.Shutdown(fd, syscall.SHUT_RD); err != nil {
+			t.Fatalf("shut the listener on %s down: %v", addr, err)
+		}
+		return
+	}
+	t.Fatalf("no listening socket on %s among the process's files", addr)
+}
+
+// serving counts the goroutines of the program's servers still in Serve:
+// those whose stack has a frame of package main.
+func serving() int {
+	var stacks strings.Builder
+	_ = pprof.Lookup("goroutine").WriteTo(&stacks, 2) // as a panic prints them
+	count := 0
+	for g := range strings.SplitSeq(stacks.String(), "\n\n") {
+		if strings.Contains(g, "net/http.(*Server).Serve(") && strings.Contains(g, "github.com/hitcounter/hitcounter.") {
+			count++
+		}
+	}
+	return count
+}
+
+// A port in use fails the start before -migrate changes the database:
+// both listeners are bound first, so an instance started on a taken port
+// leaves the schema as it found it.
+func TestRunBindsBeforeMigrating(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	for _, tt := range []struct {
+		listener string
+		args     []string
+	}{
+		{"app", []string{"-addr", taken.Addr().String()}},
+		{"metrics", []string{"-addr", "127.0.0.1:0", "-metrics-addr", taken.Addr().String()}},
+	} {
+		t.Run(tt.listener, func(t *testing.T) {
+			dbURL := testdb.New(t) // empty: -migrate would create every table
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			err := run(ctx, append([]string{"hitcounter", "-migrate"}, tt.args...), func(k string) string {
+				return map[string]string{"DATABASE_URL": dbURL}[k]
+			}, nil, io.Discard, io.Discard)
+			var tables int
+			if err := testdb.Connect(t, dbURL).QueryRow(ctx, "select count(*) from pg_tables where schemaname = 'public'").Scan(&tables); err != nil {
+				t.Fatal(err)
+			}
+			if tables != 0 {
+				t.Errorf("%d tables after a start that failed: migrated before binding", tables)
+			}
+			if !errors.Is(err, syscall.EADDRINUSE) || !strings.HasPrefix(err.Error(), tt.listener+": ") {
+				t.Errorf("run error %v, want the %s listener's address in use", err, tt.listener)
+			}
+		})
 	}
 }
 
@@ -421,10 +546,11 @@ func TestREADMEConfigurationTable(t *testing.T) {
 
 // A client holding far more idle keep-alive connections than the limit
 // cannot starve others: over MAX_CONNS the longest idle are closed, and
-// other clients keep being served.
+// other clients keep being served. The metrics count the closed ones.
 func TestRunSurvivesAConnectionFlood(t *testing.T) {
 	const limit, flood = 50, 400
-	base := startRun(t, map[string]string{"DATABASE_URL": testdb.NewMigrated(t), "MAX_CONNS": strconv.Itoa(limit)}).base
+	app := startRun(t, map[string]string{"DATABASE_URL": testdb.NewMigrated(t), "MAX_CONNS": strconv.Itoa(limit), "METRICS_ADDR": "127.0.0.1:0"})
+	base := app.base
 	addr := strings.TrimPrefix(base, "http://")
 	var conns []net.Conn
 	t.Cleanup(func() {
@@ -432,7 +558,7 @@ func TestRunSurvivesAConnectionFlood(t *testing.T) {
 			c.Close()
 		}
 	})
-	served := 0
+	served, others := 0, 0
 	for i := range flood {
 		c, err := net.DialTimeout("tcp", addr, 5*time.Second)
 		if err != nil {
@@ -449,6 +575,7 @@ func TestRunSurvivesAConnectionFlood(t *testing.T) {
 			served++
 		}
 		if i%50 == 0 { // meanwhile, someone else
+			others++
 			start := time.Now()
 			if status, _ := get(t, base+"/healthz"); status != 200 || time.Since(start) > 2*time.Second {
 				t.Fatalf("another client during the flood: %d after %s", status, time.Since(start))
@@ -471,5 +598,12 @@ func TestRunSurvivesAConnectionFlood(t *testing.T) {
 	if open > limit {
 		t.Errorf("%d flood connections still open, want at most MAX_CONNS = %d", open, limit)
 	}
-	t.Logf("%d flood connections served, %d still open (MAX_CONNS %d)", served, open, limit)
+	// Every connection served was accepted, with at most the limit open at
+	// once: the others were closed, by the guard but for those the other
+	// client may have closed itself.
+	shed := counterValue(scrape(t, app.metrics), "hitcounter_http_conns_shed_total", nil)
+	if want := served - limit - others; shed < float64(want) {
+		t.Errorf("%v connections shed by the metrics, want at least %d", shed, want)
+	}
+	t.Logf("%d flood connections served, %d still open, %v shed (MAX_CONNS %d)", served, open, shed, limit)
 }

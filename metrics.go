@@ -85,8 +85,25 @@ func (m *metrics) watchStore(store *db.Store) {
 	m.reg.MustRegister(storeCollector{store})
 }
 
+// watchConns adds the connections closed at MAX_CONNS: the one sign that
+// the limit is reached, and that clients reconnect more than they would.
+func (m *metrics) watchConns(g *connGuard) {
+	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "hitcounter_http_conns_shed_total",
+		Help: "Idle client connections closed to make room for a new one at MAX_CONNS.",
+	}, func() float64 { return float64(g.shed.Load()) }))
+}
+
 func (m *metrics) handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+}
+
+// server serves /metrics, on a listener of its own. A scrape is short, so
+// are its timeouts.
+func (m *metrics) server() *http.Server {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", m.handler())
+	return &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, WriteTimeout: 10 * time.Second, IdleTimeout: time.Minute}
 }
 
 type storeCollector struct{ store *db.Store }
