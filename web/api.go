@@ -18,37 +18,13 @@ import (
 // maxAPIDays bounds one /days request.
 const maxAPIDays = 366
 
-// apiCounts is the JSON of a counter.
-type apiCounts struct {
-	Name          string    `json:"name"`
-	Total         int64     `json:"total"`
-	Day           string    `json:"day"`
-	ViewsToday    int64     `json:"views_today"`
-	VisitorsToday int64     `json:"visitors_today"`
-	BotsToday     int64     `json:"bots_today"`
-	FilteredToday int64     `json:"filtered_today"`
-	Updated       time.Time `json:"updated"`
-}
-
-func apiCountsOf(c db.Counts) apiCounts {
-	return apiCounts{Name: c.Name, Total: c.Total, Day: c.Day.Format(time.DateOnly),
-		ViewsToday: c.Views, VisitorsToday: c.Visitors, BotsToday: c.Bots, FilteredToday: c.Filtered,
-		Updated: c.Updated.UTC()}
-}
-
-type apiDay struct {
-	Day      string `json:"day"`
-	Views    int64  `json:"views"`
-	Visitors int64  `json:"visitors"`
-	Bots     int64  `json:"bots"`
-	Filtered int64  `json:"filtered"`
-}
-
+// apiDays is the JSON of /days: a counter's days in the wire vocabulary
+// the CLI's export uses too (db/wire.go).
 type apiDays struct {
-	Name string   `json:"name"`
-	From string   `json:"from"`
-	To   string   `json:"to"`
-	Days []apiDay `json:"days"`
+	Name string       `json:"name"`
+	From string       `json:"from"`
+	To   string       `json:"to"`
+	Days []db.DayJSON `json:"days"`
 }
 
 // apiProblem is an error in the API, as RFC 9457 problem details.
@@ -130,7 +106,7 @@ func (s *server) apiCounter(w http.ResponseWriter, r *http.Request) (any, error)
 	if err != nil {
 		return nil, err
 	}
-	return apiCountsOf(c), nil
+	return c.JSON(), nil
 }
 
 // apiDays is GET /api/counters/{name}/days?from=YYYY-MM-DD&to=YYYY-MM-DD:
@@ -163,10 +139,9 @@ func (s *server) apiDays(w http.ResponseWriter, r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := apiDays{Name: name, From: from.Format(time.DateOnly), To: to.Format(time.DateOnly), Days: []apiDay{}}
+	out := apiDays{Name: name, From: from.Format(time.DateOnly), To: to.Format(time.DateOnly), Days: []db.DayJSON{}}
 	for _, d := range db.FillDays(days, from, to) {
-		out.Days = append(out.Days, apiDay{Day: d.Day.Format(time.DateOnly), Views: d.Views,
-			Visitors: d.Visitors, Bots: d.Bots, Filtered: d.Filtered})
+		out.Days = append(out.Days, d.JSON())
 	}
 	return out, nil
 }
@@ -199,5 +174,5 @@ func (s *server) apiHit(w http.ResponseWriter, r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return apiCountsOf(c), nil
+	return c.JSON(), nil
 }
