@@ -505,16 +505,16 @@ func TestRunProbe(t *testing.T) {
 	}
 }
 
-// The README's configuration table is the program's: every variable with
+// The configuration table of docs/configuration.md is the program's: every variable with
 // its flag and default, nothing more, nothing less.
-func TestREADMEConfigurationTable(t *testing.T) {
-	readme, err := os.ReadFile("README.md")
+func TestConfigurationTableIsTheProgram(t *testing.T) {
+	table, err := os.ReadFile("docs/configuration.md")
 	if err != nil {
 		t.Fatal(err)
 	}
 	row := regexp.MustCompile("(?m)^\\| `([A-Z_]+)` \\| `(-[a-z-]+)` \\| ([^|]+) \\|")
 	documented := map[string][2]string{} // env → flag, default
-	for _, m := range row.FindAllStringSubmatch(string(readme), -1) {
+	for _, m := range row.FindAllStringSubmatch(string(table), -1) {
 		documented[m[1]] = [2]string{m[2], strings.Trim(strings.TrimSpace(m[3]), "`")}
 	}
 
@@ -524,7 +524,7 @@ func TestREADMEConfigurationTable(t *testing.T) {
 	for name, env := range envOf {
 		doc, ok := documented[env]
 		if !ok {
-			t.Errorf("README's configuration table lacks %s (-%s)", env, name)
+			t.Errorf("docs/configuration.md lacks %s (-%s)", env, name)
 			continue
 		}
 		delete(documented, env)
@@ -536,11 +536,11 @@ func TestREADMEConfigurationTable(t *testing.T) {
 			}
 		}
 		if doc[0] != "-"+name || doc[1] != want {
-			t.Errorf("README documents %s as %s, default %q; the program has -%s, default %q", env, doc[0], doc[1], name, want)
+			t.Errorf("docs/configuration.md documents %s as %s, default %q; the program has -%s, default %q", env, doc[0], doc[1], name, want)
 		}
 	}
 	for env := range documented {
-		t.Errorf("README documents %s, which the program does not read", env)
+		t.Errorf("docs/configuration.md documents %s, which the program does not read", env)
 	}
 }
 

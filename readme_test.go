@@ -1,0 +1,67 @@
+package main
+
+import (
+	"bufio"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// The README's map names every top-level folder of the repository (but
+// those .gitignore keeps out of it) and every package under internal/: a
+// folder or a package added without a line there fails here.
+func TestREADMEMapHasEveryFolder(t *testing.T) {
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, themap, _ := strings.Cut(string(readme), "\n## The map\n")
+	themap, _, _ = strings.Cut(themap, "\n## ")
+	if themap == "" {
+		t.Fatal("the README has no section ## The map")
+	}
+	ignored := map[string]bool{".git": true}
+	gi, err := os.Open(".gitignore")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gi.Close()
+	for sc := bufio.NewScanner(gi); sc.Scan(); {
+		if l := sc.Text(); strings.HasPrefix(l, "/") {
+			ignored[strings.Trim(l, "/")] = true
+		}
+	}
+
+	var folders []string
+	entries, err := os.ReadDir(".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if e.IsDir() && !ignored[e.Name()] {
+			folders = append(folders, e.Name()+"/")
+		}
+	}
+	err = filepath.WalkDir("internal", func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".go") {
+			return err
+		}
+		if dir := filepath.Dir(path); !strings.Contains(themap, "`"+dir+"`") {
+			t.Errorf("the README's map does not name the package %s", dir)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(folders) < 8 {
+		t.Fatalf("found %d top-level folders: %q", len(folders), folders)
+	}
+	for _, f := range folders {
+		if !strings.Contains(themap, "`"+f+"`") {
+			t.Errorf("the README's map does not name the folder %s", f)
+		}
+	}
+}
