@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/hitcounter/hitcounter/db"
+	"github.com/hitcounter/hitcounter/internal/settings"
 	"github.com/hitcounter/hitcounter/web"
 )
 
@@ -168,9 +169,9 @@ func (c *config) validate() error {
 		}
 	}
 	c.store.OnePerHit = !c.coalesce
-	loc, err := time.LoadLocation(c.timezone)
-	if err != nil || c.timezone == "" || c.timezone == "Local" {
-		return fmt.Errorf("timezone %q: want an IANA name such as UTC or Europe/Berlin", c.timezone)
+	loc, err := settings.Timezone(c.timezone)
+	if err != nil {
+		return err
 	}
 	c.store.Location = loc
 	if err := c.store.Validate(); err != nil {
@@ -234,9 +235,9 @@ func origins(list string) ([]string, error) {
 
 // newLogger is the logger LOG_LEVEL and LOG_FORMAT ask for.
 func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("log level %q: want debug, info, warn or error", level)
+	l, err := settings.LogLevel(level)
+	if err != nil {
+		return nil, err
 	}
 	opts := &slog.HandlerOptions{Level: l}
 	switch format {

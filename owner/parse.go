@@ -11,9 +11,9 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/hitcounter/hitcounter/db"
+	"github.com/hitcounter/hitcounter/internal/settings"
 )
 
 // parse reads the subcommand, its flags, the environment, its arguments
@@ -181,16 +181,12 @@ func (c *command) parseCommon(getenv func(string) string, tz, level string) erro
 	if tz == "" {
 		tz = getenv("TIMEZONE")
 	}
-	if tz == "" {
-		tz = "UTC"
+	var err error
+	if c.loc, err = settings.Timezone(tz); err != nil {
+		return err
 	}
-	loc, err := time.LoadLocation(tz)
-	if err != nil || tz == "Local" {
-		return fmt.Errorf("timezone %q: want an IANA name such as UTC or Europe/Berlin", tz)
-	}
-	c.loc = loc
-	if err := c.logLevel.UnmarshalText([]byte(level)); err != nil {
-		return fmt.Errorf("log level %q: want debug, info, warn or error", level)
+	if c.logLevel, err = settings.LogLevel(level); err != nil {
+		return err
 	}
 	if c.actor == "" {
 		c.actor = defaultActor(getenv)
