@@ -123,6 +123,13 @@ select c.hits, c.version, c.updated_at, d.views, d.visitors, d.bots, d.filtered,
 // is resolved by the retry loop. An unknown counter is created first when
 // auto-creation is on.
 func (s *Store) add(ctx context.Context, name string, hits []Hit) ([]Counts, error) {
+	// A name memory proves is no counter costs no transaction. Checked
+	// per batch, not per hit: a counter memory has costs one map read.
+	if _, known := s.cache.get(name); !known && !s.cfg.AutoCreate {
+		if _, found, ok := s.cache.synced(ctx, name); ok && !found {
+			return nil, s.notFound("increment", name)
+		}
+	}
 	day := s.Today()
 	var views, bots, filtered int
 	visitors := make([][]byte, 0, len(hits))
@@ -244,22 +251,41 @@ func (s *Store) Count(ctx context.Context, name string) (int64, error) {
 
 // Counts returns the named counter's total and today's figures. While the
 // listener is up it answers from memory, which notifications keep at the
-// latest committed values; otherwise it reads the database.
+// latest committed values, and which has every counter (cache.sync);
+// otherwise it reads the database.
 func (s *Store) Counts(ctx context.Context, name string) (Counts, error) {
-	if e, ok := s.cache.get(name); ok {
+	e, ok := s.cache.get(name)
+	if !ok { // memory can still tell, once it has caught up
+		var found bool
+		if e, found, ok = s.cache.synced(ctx, name); ok && !found {
+			s.stats.memoryReads.Add(1)
+			return Counts{}, s.notFound("count", name)
+		}
+	}
+	if ok {
 		s.stats.memoryReads.Add(1)
 		return s.today(e.counts(name)), nil
 	}
-	var e entry
+	var read entry // apart from e: the closure moves it to the heap
 	err := s.Transact(ctx, "count", pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(ctx context.Context, tx pgx.Tx) error {
-		return scanCount(name, tx.QueryRow(ctx, selectCounters+` where c.name = $1`, name), &e)
+		return scanCount(name, tx.QueryRow(ctx, selectCounters+` where c.name = $1`, name), &read)
 	})
+	if err == nil || errors.Is(err, ErrNotFound) {
+		s.stats.databaseReads.Add(1)
+	}
 	if err != nil {
 		return Counts{}, err
 	}
-	s.stats.databaseReads.Add(1)
-	s.cache.apply(name, e)
-	return s.today(e.counts(name)), nil
+	s.cache.apply(name, read)
+	return s.today(read.counts(name)), nil
+}
+
+// notFound is op's answer for a name memory proves is no counter: the
+// error the database's answer would give, counted by the Observer alike,
+// but not logged: it is the caller's input, and crawlers try many names.
+func (s *Store) notFound(op, name string) error {
+	s.observe().Failure(op, kindName(ErrNotFound, nil))
+	return fmt.Errorf("%s: counter %q: %w", op, name, ErrNotFound)
 }
 
 // selectCounters reads counters with their latest day row, as the
@@ -314,7 +340,7 @@ type Stats struct {
 	Writes        int64 // statements that counted hits
 	Increments    int64 // hits they counted
 	MemoryReads   int64 // counts answered from memory
-	DatabaseReads int64 // counts read from the database
+	DatabaseReads int64 // counts read from the database, found or not
 	Listening     bool  // the listener is connected and the memory current
 }
 

@@ -3,6 +3,7 @@ package db
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // notifyChannel is the channel the triggers of
@@ -35,11 +37,39 @@ const (
 
 // cache holds the latest committed count of every counter, as long as live
 // says the listener has them all and hears every change.
+//
+// A name it lacks is then no counter, unless one was made elsewhere a
+// moment ago and its notification is still on its way (the owner's CLI
+// creates a counter, then its badge is asked for). So before answering
+// "not found", a reader waits for a sync: a round trip on the listener's
+// connection, begun after it asked. PostgreSQL signals a listener at each
+// commit and sends it the notifications before its next answer, so once
+// the round trip is over and they are applied, memory has every counter
+// committed before the question. One round trip answers all the readers
+// waiting; none takes a pooled connection or a transaction, or logs.
 type cache struct {
 	live atomic.Bool
 
 	mu sync.RWMutex
 	m  map[string]entry
+
+	syncMu sync.Mutex
+	next   *syncRound         // the readers the next round trip answers; nil: none
+	wake   context.CancelFunc // ends the listener's wait for notifications
+}
+
+// syncRound is the readers waiting for one round trip.
+type syncRound struct {
+	done chan struct{}
+	ok   bool // set before done is closed: the cache was brought up to date
+}
+
+// end answers the round's readers; a nil round has none.
+func (r *syncRound) end(ok bool) {
+	if r != nil {
+		r.ok = ok
+		close(r.done)
+	}
 }
 
 // entry is a counter at a version, with its latest day row; versions grow
@@ -69,6 +99,76 @@ func (c *cache) get(name string) (entry, bool) {
 	e, ok := c.m[name]
 	c.mu.RUnlock()
 	return e, ok
+}
+
+// synced looks up a name get did not find, once memory has every change
+// committed before the call (sync). ok false: only the database can tell,
+// since the listener is down or ctx ended first.
+func (c *cache) synced(ctx context.Context, name string) (e entry, found, ok bool) {
+	if !c.sync(ctx) {
+		return entry{}, false, false
+	}
+	// Not get: memory was complete at the sync even if the listener has
+	// gone down since.
+	c.mu.RLock()
+	e, found = c.m[name]
+	c.mu.RUnlock()
+	return e, found, true
+}
+
+// sync waits until the listener has applied every change committed before
+// it was called, and reports whether it has: false if the listener is not
+// live or goes down meanwhile, or ctx ends first.
+func (c *cache) sync(ctx context.Context) bool {
+	c.syncMu.Lock()
+	if !c.live.Load() {
+		c.syncMu.Unlock()
+		return false
+	}
+	r := c.next
+	if r == nil {
+		r = &syncRound{done: make(chan struct{})}
+		c.next = r
+		if c.wake != nil {
+			c.wake()
+		}
+	}
+	c.syncMu.Unlock()
+	select {
+	case <-r.done:
+		return r.ok
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// sleeping tells the cache how to wake the listener for a sync, and says
+// whether it may wait for notifications: not when readers already wait.
+func (c *cache) sleeping(wake context.CancelFunc) bool {
+	c.syncMu.Lock()
+	defer c.syncMu.Unlock()
+	c.wake = wake
+	return c.next == nil
+}
+
+// round takes the readers that the round trip about to begin answers.
+func (c *cache) round() *syncRound {
+	c.syncMu.Lock()
+	defer c.syncMu.Unlock()
+	r := c.next
+	c.next = nil
+	return r
+}
+
+// down marks memory stale, and sends the readers waiting for a sync to
+// the database.
+func (c *cache) down() {
+	c.syncMu.Lock()
+	c.live.Store(false)
+	r := c.next
+	c.next = nil
+	c.syncMu.Unlock()
+	r.end(false)
 }
 
 func (c *cache) apply(name string, e entry) {
@@ -114,7 +214,7 @@ func (s *Store) listen(ctx context.Context, cfg *pgx.ConnConfig) {
 			s.log.LogAttrs(ctx, slog.LevelInfo, "db listener up: reads are served from memory", attrs...)
 			failures = 0
 		})
-		s.cache.live.Store(false)
+		s.cache.down()
 		if ctx.Err() != nil {
 			return
 		}
@@ -145,7 +245,8 @@ func (s *Store) listen(ctx context.Context, cfg *pgx.ConnConfig) {
 }
 
 // listenOnce connects, subscribes, loads every count, calls up, and then
-// applies notifications until the connection fails or ctx ends.
+// applies notifications and answers syncs until the connection fails or
+// ctx ends.
 func (s *Store) listenOnce(ctx context.Context, cfg *pgx.ConnConfig, up func()) error {
 	cfg = cfg.Copy()
 	cfg.RuntimeParams["application_name"] = listenerName
@@ -187,26 +288,69 @@ func (s *Store) listenOnce(ctx context.Context, cfg *pgx.ConnConfig, up func()) 
 	up()
 
 	for {
-		wait, cancel := context.WithTimeout(ctx, heartbeat)
-		n, err := conn.WaitForNotification(wait)
-		cancel()
-		switch {
-		case err == nil:
-			s.notified(ctx, n.Payload)
-			continue
-		case ctx.Err() != nil:
-			return ctx.Err()
-		case wait.Err() == nil:
-			return fmt.Errorf("wait for notifications: %w", err)
+		n, err := s.waitForNotification(ctx, conn)
+		if err != nil {
+			return err
 		}
-		// Quiet for a heartbeat: make sure the connection is still there.
+		if n != nil {
+			if err := s.notified(n.Payload); err != nil {
+				return err
+			}
+			continue
+		}
+		// Quiet for a heartbeat, or readers wait for a sync: a round trip
+		// checks that the connection is still there, and brings the
+		// notifications committed before it began.
+		r := s.cache.round()
 		check, cancel := context.WithTimeout(ctx, listenTimeout)
 		err = conn.Ping(check)
 		cancel()
 		if err != nil {
+			r.end(false)
 			return fmt.Errorf("check connection: %w", err)
 		}
+		// pgx keeps those that came with the answer; take them now.
+		for {
+			n, _ := conn.WaitForNotification(doneCtx)
+			if n == nil {
+				break
+			}
+			if err := s.notified(n.Payload); err != nil {
+				r.end(false)
+				return err
+			}
+		}
+		r.end(true)
 	}
+}
+
+// doneCtx has ended: pgx's WaitForNotification with it returns only a
+// notification already received, without reading the connection.
+var doneCtx = func() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}()
+
+// waitForNotification waits up to a heartbeat for a notification, or until
+// a reader asks for a sync. No notification and no error: the listener
+// should make a round trip.
+func (s *Store) waitForNotification(ctx context.Context, conn *pgx.Conn) (*pgconn.Notification, error) {
+	wait, cancel := context.WithTimeout(ctx, heartbeat)
+	defer cancel()
+	if !s.cache.sleeping(cancel) {
+		return nil, nil
+	}
+	n, err := conn.WaitForNotification(wait)
+	switch {
+	case n != nil:
+		return n, nil
+	case ctx.Err() != nil:
+		return nil, ctx.Err()
+	case wait.Err() == nil:
+		return nil, fmt.Errorf("wait for notifications: %w", err)
+	}
+	return nil, nil
 }
 
 // notification is the payload of the counters_notify trigger.
@@ -226,27 +370,30 @@ type notification struct {
 	NoPage    bool `json:"no_page"`
 }
 
-func (s *Store) notified(ctx context.Context, payload string) {
+// notified applies a notification. One it cannot read fails the listener:
+// memory would lack a change, and a name it lacks would be wrongly not
+// found; reconnecting reloads every count.
+func (s *Store) notified(payload string) error {
 	var n notification
 	err := json.Unmarshal([]byte(payload), &n)
-	if err != nil || n.Name == "" {
-		s.log.LogAttrs(ctx, slog.LevelWarn, "db listener: notification ignored",
-			slog.String("payload", payload), slog.Any("err", err))
-		return
+	if err == nil && n.Name == "" {
+		err = errors.New("no counter name")
+	}
+	if err != nil {
+		return fmt.Errorf("notification %q: %w", payload, err)
 	}
 	if n.Deleted {
 		s.cache.remove(n.Name)
-		return
+		return nil
 	}
 	e := entry{hits: n.Hits, version: n.Version, updated: n.Updated,
 		views: n.Views, visitors: n.Visitors, bots: n.Bots, filtered: n.Filtered,
 		switches: Switches{NoPlusOne: n.NoPlusOne, NoPage: n.NoPage}}
 	if n.Day != nil {
 		if e.day, err = time.Parse(time.DateOnly, *n.Day); err != nil {
-			s.log.LogAttrs(ctx, slog.LevelWarn, "db listener: notification ignored",
-				slog.String("payload", payload), slog.Any("err", err))
-			return
+			return fmt.Errorf("notification %q: %w", payload, err)
 		}
 	}
 	s.cache.apply(n.Name, e)
+	return nil
 }

@@ -171,3 +171,75 @@ func TestListenerKilledReconnects(t *testing.T) {
 	}
 	waitCount(t, s, 1)
 }
+
+// While the listener is live, memory holds every counter, so a name it
+// lacks (crawlers ask for random ones) is not found without a transaction
+// or a log line, for reads and hits alike. Memory first makes sure it has
+// every change committed before the question, so a counter made a moment
+// ago elsewhere (here by hand) is found at once; with auto-creation on, a
+// hit still creates its counter.
+func TestUnknownNamesAreAnsweredFromMemory(t *testing.T) {
+	t.Parallel()
+	dbURL := testdb.NewMigrated(t)
+	heard := &recorder{}
+	cfg := DefaultConfig()
+	cfg.Retry, cfg.Observer = fastPolicy(), heard
+	s, logs := newStoreWith(t, dbURL, cfg)
+	waitListening(t, s)
+	ctx := testCtx(t)
+	logged := func() int {
+		logs.mu.Lock()
+		defer logs.mu.Unlock()
+		return len(logs.records)
+	}
+
+	heard.take()
+	records, pool, before := logged(), s.PoolStats(), s.Stats()
+	const n = 20
+	for i := range n {
+		name := fmt.Sprintf("random-%d", i)
+		if _, err := s.Counts(ctx, name); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("Counts(%s): %v, want ErrNotFound", name, err)
+		}
+		if _, err := s.Record(ctx, name, Hit{Visitor: "crawler"}); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("Record(%s): %v, want ErrNotFound", name, err)
+		}
+	}
+	if got := s.PoolStats().Acquires - pool.Acquires; got != 0 {
+		t.Errorf("%d reads and %d hits of unknown counters took %d database connections, want none", n, n, got)
+	}
+	if st := s.Stats(); st.DatabaseReads != before.DatabaseReads || st.Writes != before.Writes || st.MemoryReads-before.MemoryReads != n {
+		t.Errorf("stats went from %+v to %+v, want %d more memory reads and nothing else", before, st, n)
+	}
+	if got := logged() - records; got != 0 {
+		t.Errorf("%d log lines, want none", got)
+	}
+	// The metrics count them as before, wherever the answer came from.
+	var notFound int
+	for _, e := range heard.take() {
+		if e == "failure count not_found" || e == "failure increment not_found" {
+			notFound++
+		}
+	}
+	if notFound != 2*n {
+		t.Errorf("the Observer heard %d not_found failures, want %d", notFound, 2*n)
+	}
+
+	for i := range 10 {
+		read, hit := fmt.Sprintf("read-%d", i), fmt.Sprintf("hit-%d", i)
+		execSQL(t, dbURL, fmt.Sprintf("insert into counters (name, hits) values ('%s', 5), ('%s', 5)", read, hit))
+		if c, err := s.Counts(ctx, read); err != nil || c.Total != 5 {
+			t.Fatalf("Counts right after %s was made: %+v, %v; want a total of 5", read, c, err)
+		}
+		if c, err := s.Record(ctx, hit, Hit{}); err != nil || c.Total != 6 {
+			t.Fatalf("Record right after %s was made: %+v, %v; want a total of 6", hit, c, err)
+		}
+	}
+
+	cfg.AutoCreate = true
+	auto, _ := newStoreWith(t, dbURL, cfg)
+	waitListening(t, auto)
+	if c, err := auto.Record(ctx, "made-by-a-hit", Hit{}); err != nil || c.Total != 1 {
+		t.Fatalf("auto-creation on: %+v, %v; want the counter made with a total of 1", c, err)
+	}
+}

@@ -35,8 +35,10 @@ type Store struct {
 	outage     outage
 	outageFlag atomic.Bool // an outage is on: retries log at debug
 
-	stopListening context.CancelFunc
-	listening     chan struct{} // closed when the listener has stopped
+	// The listener, the midnight salt rotation and the marker pruning:
+	// stopped and waited for by Close.
+	stopBackground context.CancelFunc
+	background     sync.WaitGroup
 
 	// Lookups of COMMITs in doubt that outlive their caller (resolve.go).
 	late     sync.WaitGroup
@@ -133,21 +135,19 @@ func Open(databaseURL string, cfg Config, log *slog.Logger) (*Store, error) {
 		s.batches = newBatcher(s.add, cfg.MaxBatch, cfg.MaxQueued)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s.stopListening, s.listening = cancel, make(chan struct{})
-	go func() {
-		defer close(s.listening)
-		go s.rotateDaily(ctx)
-		go s.pruneMarkers(ctx)
-		s.listen(ctx, poolCfg.ConnConfig)
-	}()
+	s.stopBackground = cancel
+	s.background.Go(func() { s.listen(ctx, poolCfg.ConnConfig) })
+	s.background.Go(func() { s.rotateDaily(ctx) })
+	s.background.Go(func() { s.pruneMarkers(ctx) })
 	return s, nil
 }
 
-// Close stops the listener, then waits for borrowed connections to come
-// back and closes them all.
+// Close stops the background goroutines and waits for them, so none uses
+// the pool or the log once it returns; then it waits for borrowed
+// connections to come back and closes them all.
 func (s *Store) Close() {
-	s.stopListening()
-	<-s.listening
+	s.stopBackground()
+	s.background.Wait()
 	s.lateStop()
 	s.late.Wait()
 	s.pool.Close()

@@ -3,11 +3,15 @@ package db
 import (
 	"context"
 	"errors"
-	"github.com/jackc/pgx/v5"
+	"fmt"
 	"net"
+	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/hitcounter/hitcounter/internal/testdb"
 	"github.com/hitcounter/hitcounter/migrations"
@@ -61,10 +65,14 @@ func TestCountDoesNotChangeTheValue(t *testing.T) {
 	}
 }
 
+// Without the listener, the database tells an unknown counter, and says
+// so in the log at info (TestUnknownNamesAreAnsweredFromMemory: with it).
 func TestUnknownCounter(t *testing.T) {
 	t.Parallel()
 	dbURL := testdb.NewMigrated(t)
 	s, logs := newStore(t, dbURL, fastPolicy())
+	s.stopBackground()
+	s.background.Wait()
 	ctx := testCtx(t)
 
 	if _, err := s.Increment(ctx, "nope"); !errors.Is(err, ErrNotFound) {
@@ -309,4 +317,94 @@ func BenchmarkWrite(b *testing.B) {
 			}
 		})
 	}
+}
+
+// slowObserver keeps the goroutine that reports op's final failure busy
+// for a moment, as a slow metrics sink would.
+type slowObserver struct {
+	noObserver
+	op       string
+	entered  chan struct{}
+	finished atomic.Bool
+}
+
+func (o *slowObserver) Failure(op, _ string) {
+	if op != o.op {
+		return
+	}
+	close(o.entered)
+	time.Sleep(200 * time.Millisecond) // a Close that does not wait returns meanwhile
+	o.finished.Store(true)
+}
+
+// Close returns only once every goroutine Open started has ended, the
+// midnight salt rotation included, even one caught mid-transaction: after
+// Close, nothing of the store runs, logs or reports to its Observer.
+func TestCloseWaitsForTheBackgroundWork(t *testing.T) {
+	// Not parallel: it looks at every goroutine of the test binary, and
+	// parallel tests start only once the sequential ones are done.
+	dbURL := testdb.NewMigrated(t)
+	// A moment before midnight: the rotation makes the new day's salt in a
+	// second, and finds that day's row locked by an open transaction.
+	midnight := time.Date(2030, 1, 2, 0, 0, 0, 0, time.UTC)
+	conn := connect(t, dbURL)
+	ctx := testCtx(t)
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "insert into visitor_salts (day, salt) values ($1, $2)", midnight, make([]byte, 32)); err != nil {
+		t.Fatal(err)
+	}
+	offset := midnight.Add(-100 * time.Millisecond).Sub(time.Now())
+	obs := &slowObserver{op: "rotate visitor salt", entered: make(chan struct{})}
+	cfg := DefaultConfig()
+	cfg.Retry, cfg.Observer = fastPolicy(), obs
+	cfg.Now = func() time.Time { return time.Now().Add(offset) }
+	log, _ := newLogSink(t)
+	s, err := Open(dbURL, cfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the rotation waiting for the locked day", func() (bool, string) {
+		n := countRows(t, dbURL, `select count(*) from pg_stat_activity
+			where datname = current_database() and wait_event_type = 'Lock' and query like 'insert into visitor_salts%'`)
+		return n == 1, fmt.Sprintf("%d waiting", n)
+	})
+
+	s.Close()
+	select {
+	case <-obs.entered:
+	default:
+		t.Fatal("Close returned before the rotation gave up its transaction")
+	}
+	if !obs.finished.Load() {
+		t.Error("Close returned while the rotation goroutine was still at work")
+	}
+	if running := backgroundGoroutines(); len(running) > 0 {
+		t.Errorf("after Close, %d background goroutines still run:\n%s", len(running), strings.Join(running, "\n\n"))
+	}
+}
+
+// backgroundGoroutines returns the stacks of the goroutines running one
+// of the loops Open starts.
+func backgroundGoroutines() []string {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			buf = buf[:n]
+			break
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+	var out []string
+	for g := range strings.SplitSeq(string(buf), "\n\n") {
+		for _, loop := range []string{"listen", "rotateDaily", "pruneMarkers"} {
+			if strings.Contains(g, "/db.(*Store)."+loop+"(") {
+				out = append(out, g)
+			}
+		}
+	}
+	return out
 }

@@ -99,7 +99,7 @@ func (s *Store) rotateDaily(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		if _, err := s.salt(ctx, s.Today()); err != nil {
+		if _, err := s.salt(ctx, s.Today()); err != nil && ctx.Err() == nil {
 			s.log.LogAttrs(ctx, slog.LevelWarn, "visitor salt rotation failed; the next write of the day retries it", slog.Any("err", err))
 		}
 	}
