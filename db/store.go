@@ -68,6 +68,12 @@ type Config struct {
 	// Observer hears retries, failures, batches and resolutions (metrics);
 	// nil: nobody.
 	Observer Observer
+	// Background starts, with Open, the work a server needs: the listener
+	// that keeps every counter in memory, the midnight salt rotation and
+	// the pruning of commit markers. Off, the store reads the database for
+	// each answer and starts nothing: a one-shot command (the owner's
+	// controls) neither waits for nor logs any of it.
+	Background bool
 }
 
 func (c Config) now() time.Time {
@@ -80,10 +86,11 @@ func (c Config) now() time.Time {
 // DefaultConfig coalesces increments in batches of up to 1000, with up to
 // 10 000 waiting per counter: far more than a 2-core server receives within
 // one write's round trip. Days are in UTC; counters are made by their owner
-// (auto-creation off, and bounded to 1000 counters when switched on).
+// (auto-creation off, and bounded to 1000 counters when switched on). It is
+// a server's: the background work is on.
 func DefaultConfig() Config {
 	return Config{Retry: DefaultRetryPolicy(), MaxBatch: 1000, MaxQueued: 10000,
-		Location: time.UTC, MaxCounters: 1000}
+		Location: time.UTC, MaxCounters: 1000, Background: true}
 }
 
 // Validate reports settings that cannot work.
@@ -106,8 +113,8 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// Open makes a pool for databaseURL and starts the listener that keeps the
-// in-memory counts fresh. It does not wait for the database: Ping does, so a
+// Open makes a pool for databaseURL and, with Config.Background, starts the
+// listener that keeps the in-memory counts fresh and the daily work. It does not wait for the database: Ping does, so a
 // server that is down at start is reported by the caller's choice of
 // patience, and a store can be built against a database that comes later.
 // Close stops everything Open started.
@@ -136,9 +143,11 @@ func Open(databaseURL string, cfg Config, log *slog.Logger) (*Store, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s.stopBackground = cancel
-	s.background.Go(func() { s.listen(ctx, poolCfg.ConnConfig) })
-	s.background.Go(func() { s.rotateDaily(ctx) })
-	s.background.Go(func() { s.pruneMarkers(ctx) })
+	if cfg.Background {
+		s.background.Go(func() { s.listen(ctx, poolCfg.ConnConfig) })
+		s.background.Go(func() { s.rotateDaily(ctx) })
+		s.background.Go(func() { s.pruneMarkers(ctx) })
+	}
 	return s, nil
 }
 

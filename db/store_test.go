@@ -408,3 +408,42 @@ func backgroundGoroutines() []string {
 	}
 	return out
 }
+
+// Without Config.Background a store starts nothing beside its pool (the
+// owner's controls: one command) and answers from the database.
+func TestNoBackgroundWorkUnlessAsked(t *testing.T) {
+	// Not parallel: it looks at every goroutine of the test binary.
+	dbURL := testdb.NewMigrated(t)
+	cfg := DefaultConfig()
+	cfg.Retry, cfg.Background = fastPolicy(), false
+	log, logs := newLogSink(t)
+	s, err := Open(dbURL, cfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if running := backgroundGoroutines(); len(running) > 0 {
+		t.Fatalf("%d background goroutines run without Background:\n%s", len(running), strings.Join(running, "\n\n"))
+	}
+	ctx := testCtx(t)
+	if _, err := s.Increment(ctx, "main"); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.Count(ctx, "main"); err != nil || n != 1 {
+		t.Fatalf("Count: %d, %v; want 1", n, err)
+	}
+	if _, err := s.Count(ctx, "nope"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Count of an unknown name: %v, want ErrNotFound", err)
+	}
+	st := s.Stats()
+	if st.Listening || st.MemoryReads != 0 || st.DatabaseReads != 2 {
+		t.Errorf("stats %+v: want no listener, both reads from the database", st)
+	}
+	logs.mu.Lock()
+	defer logs.mu.Unlock()
+	for _, r := range logs.records {
+		if msg, _ := r["msg"].(string); strings.Contains(msg, "listener") {
+			t.Errorf("the log speaks of a listener: %v", r)
+		}
+	}
+}

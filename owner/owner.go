@@ -193,11 +193,9 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: c.logLevel}))
-	if c.logLevel > slog.LevelInfo {
-		log = slog.New(withoutFinalFailure{log.Handler()})
-	}
 	cfg := db.DefaultConfig()
 	cfg.Location = c.loc
+	cfg.Background = false // one command: no listener, no daily work to start or log
 	store, err := db.Open(c.databaseURL, cfg, log)
 	if err != nil {
 		return err
@@ -264,31 +262,6 @@ func connectCause(err error) error {
 		return fmt.Errorf("the server closed the connection (%w)", err)
 	}
 	return err
-}
-
-// withoutFinalFailure drops the store's log of a transaction's final
-// failure: runCounters returns that error and main prints it, so the log
-// line would only say it twice. It drops the outage lines too (they speak
-// of the server's requests) and the listener's: the store keeps counts in
-// memory for the server, which a command does not need. Retries are still
-// logged.
-type withoutFinalFailure struct{ slog.Handler }
-
-func (h withoutFinalFailure) Handle(ctx context.Context, r slog.Record) error {
-	for _, drop := range []string{"db transaction failed", "db listener", "db unavailable", "db still unavailable"} {
-		if strings.HasPrefix(r.Message, drop) {
-			return nil
-		}
-	}
-	return h.Handler.Handle(ctx, r)
-}
-
-func (h withoutFinalFailure) WithAttrs(attrs []slog.Attr) slog.Handler {
-	return withoutFinalFailure{h.Handler.WithAttrs(attrs)}
-}
-
-func (h withoutFinalFailure) WithGroup(name string) slog.Handler {
-	return withoutFinalFailure{h.Handler.WithGroup(name)}
 }
 
 func writeJSON(w io.Writer, v any) error {
