@@ -62,13 +62,6 @@ type Switches struct {
 	NoPage    bool // /c/NAME shows no page; badges, embeds and the API still work
 }
 
-// Increment adds one view of the named counter, with no visitor, and
-// returns the new total. It is Record for callers that only need the total.
-func (s *Store) Increment(ctx context.Context, name string) (int64, error) {
-	c, err := s.Record(ctx, name, Hit{})
-	return c.Total, err
-}
-
 // Record counts one hit of the named counter and returns the counter as it
 // was once the hit was committed. Each view gets its own distinct total and
 // today's views (concurrent hits are combined into one statement by

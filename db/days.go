@@ -10,11 +10,11 @@ import (
 
 // Day is one counter's figures for one day.
 type Day struct {
-	Day      time.Time `json:"day"` // a date: midnight UTC
-	Views    int64     `json:"views"`
-	Visitors int64     `json:"visitors"`
-	Bots     int64     `json:"bots"`
-	Filtered int64     `json:"filtered"`
+	Day      time.Time // a date: midnight UTC
+	Views    int64
+	Visitors int64
+	Bots     int64
+	Filtered int64
 }
 
 // Days returns the named counter's day rows from from to to, both

@@ -406,7 +406,7 @@ func TestOutageIsLoggedOnceNotPerRequest(t *testing.T) {
 	}
 }
 
-// Markers older than MarkersKeptFor go; younger ones, which a lookup may
+// Markers older than markersKeptFor go; younger ones, which a lookup may
 // still need, stay.
 func TestPruneMarkers(t *testing.T) {
 	t.Parallel()
@@ -415,7 +415,7 @@ func TestPruneMarkers(t *testing.T) {
 	ctx := testCtx(t)
 	conn := connect(t, dbURL)
 	now := time.Now()
-	old, young := newMarker(now.Add(-MarkersKeptFor-time.Minute)), newMarker(now.Add(-MarkersKeptFor+time.Minute))
+	old, young := newMarker(now.Add(-markersKeptFor-time.Minute)), newMarker(now.Add(-markersKeptFor+time.Minute))
 	for _, m := range []marker{old, young} {
 		if _, err := conn.Exec(ctx, insertMarker, m); err != nil {
 			t.Fatal(err)

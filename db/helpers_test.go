@@ -150,3 +150,10 @@ func connect(t testing.TB, dbURL string) *pgx.Conn {
 	t.Cleanup(func() { conn.Close(context.Background()) })
 	return conn
 }
+
+// Increment adds one view of the named counter, with no visitor, and
+// returns the new total: Record for tests that only need the total.
+func (s *Store) Increment(ctx context.Context, name string) (int64, error) {
+	c, err := s.Record(ctx, name, Hit{})
+	return c.Total, err
+}

@@ -222,7 +222,7 @@ func (s *Store) listen(ctx context.Context, cfg *pgx.ConnConfig) {
 		if failures == 1 {
 			downSince = time.Now()
 		}
-		wait := max(s.cfg.Retry.Delay(min(failures, 32), rand.Float64()), minListenWait)
+		wait := max(s.cfg.Retry.delay(min(failures, 32), rand.Float64()), minListenWait)
 		level := slog.LevelWarn
 		switch code := sqlState(err); {
 		case code == "42P01" || code == "42703":

@@ -182,10 +182,10 @@ func (s *Store) lookup(ctx context.Context, m marker) (resolution, error) {
 	return committed, nil
 }
 
-// LateResolveFor bounds the background lookup of a COMMIT its caller was
+// lateResolveFor bounds the background lookup of a COMMIT its caller was
 // told is unknown: the server may be down for minutes (a restart, a
 // failover), and when it answers the log says what became of those hits.
-const LateResolveFor = 15 * time.Minute
+const lateResolveFor = 15 * time.Minute
 
 const lateResolvePoll = time.Second
 
@@ -195,7 +195,7 @@ const lateResolvePoll = time.Second
 // query an operator can run by hand.
 func (s *Store) resolveLater(op string, m marker, attrs []slog.Attr) {
 	s.late.Go(func() {
-		ctx, cancel := context.WithTimeout(s.lateCtx, LateResolveFor)
+		ctx, cancel := context.WithTimeout(s.lateCtx, lateResolveFor)
 		defer cancel()
 		start := time.Now()
 		for {
@@ -229,15 +229,15 @@ func lookupLiteral(m marker) string {
 	return strings.Join(strings.Fields(strings.Replace(lookupMarker, "$1", "'"+m.String()+"'", 1)), " ")
 }
 
-// MarkersKeptFor is how long a marker is kept: past the longest lookup
-// (a caller's deadline, ResolveGrace, LateResolveFor), with room for
+// markersKeptFor is how long a marker is kept: past the longest lookup
+// (a caller's deadline, ResolveGrace, lateResolveFor), with room for
 // instances whose clocks disagree by minutes.
-const MarkersKeptFor = 2 * LateResolveFor
+const markersKeptFor = 2 * lateResolveFor
 
 // markerPruneEvery is how often an instance deletes old markers.
 const markerPruneEvery = time.Minute
 
-// pruneMarkers deletes markers older than MarkersKeptFor every
+// pruneMarkers deletes markers older than markersKeptFor every
 // markerPruneEvery, until ctx ends. Every instance does; a delete another
 // instance did first finds nothing.
 func (s *Store) pruneMarkers(ctx context.Context) {
@@ -255,12 +255,12 @@ func (s *Store) pruneMarkers(ctx context.Context) {
 	}
 }
 
-// PruneMarkers deletes the markers older than MarkersKeptFor now, and says
+// PruneMarkers deletes the markers older than markersKeptFor now, and says
 // how many.
 func (s *Store) PruneMarkers(ctx context.Context) (int64, error) {
 	var n int64
 	err := s.transactIdempotent(ctx, "prune markers", pgx.TxOptions{}, func(ctx context.Context, tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, `delete from commit_markers where id < $1`, markerBefore(s.cfg.now().Add(-MarkersKeptFor)))
+		tag, err := tx.Exec(ctx, `delete from commit_markers where id < $1`, markerBefore(s.cfg.now().Add(-markersKeptFor)))
 		n = tag.RowsAffected()
 		return err
 	})

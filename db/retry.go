@@ -57,8 +57,8 @@ func (p RetryPolicy) Validate() error {
 	return nil
 }
 
-// Delay is the wait before retry n (1-based); r in [0, 1) draws the jitter.
-func (p RetryPolicy) Delay(n int, r float64) time.Duration {
+// delay is the wait before retry n (1-based); r in [0, 1) draws the jitter.
+func (p RetryPolicy) delay(n int, r float64) time.Duration {
 	d := float64(p.InitialDelay) * math.Pow(p.Factor, float64(n-1))
 	if d > float64(p.MaxDelay) {
 		d = float64(p.MaxDelay)
@@ -219,7 +219,7 @@ func (s *Store) retry(ctx context.Context, op string, attrs []slog.Attr, attempt
 		var wait time.Duration
 		giveUp := !v.retry || n > p.MaxRetries
 		if !giveUp {
-			wait = p.Delay(n, rand.Float64())
+			wait = p.delay(n, rand.Float64())
 			if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait {
 				giveUp = true // the caller would be gone before the retry starts
 			}

@@ -109,12 +109,12 @@ func TestDelayWithoutJitter(t *testing.T) {
 	for i, w := range want {
 		n := i + 1
 		for _, r := range []float64{0, 0.5, 0.999} {
-			if got := p.Delay(n, r); got != w {
+			if got := p.delay(n, r); got != w {
 				t.Errorf("Delay(%d, %v) with jitter 0: got %s, want %s", n, r, got, w)
 			}
 		}
 	}
-	if got := p.Delay(10_000, 0.5); got != time.Second {
+	if got := p.delay(10_000, 0.5); got != time.Second {
 		t.Errorf("Delay(10000): got %s, want the cap %s", got, time.Second)
 	}
 }
@@ -127,14 +127,14 @@ func TestDelayWithJitter(t *testing.T) {
 		for n := 1; n <= 8; n++ {
 			p0 := p
 			p0.Jitter = 0
-			d := p0.Delay(n, 0)
-			if got := p.Delay(n, 0); got != d {
+			d := p0.delay(n, 0)
+			if got := p.delay(n, 0); got != d {
 				t.Errorf("jitter %v: Delay(%d, 0): got %s, want the full wait %s", j, n, got, d)
 			}
 			lo := time.Duration(float64(d) * (1 - j))
 			for i := range 100 {
 				r := float64(i) / 100
-				if got := p.Delay(n, r); got < lo || got > d {
+				if got := p.delay(n, r); got < lo || got > d {
 					t.Errorf("jitter %v: Delay(%d, %v): got %s, want within [%s, %s]", j, n, r, got, lo, d)
 				}
 			}

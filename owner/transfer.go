@@ -140,6 +140,11 @@ func (c *command) readImport(stdin io.Reader) error {
 	if c.days, c.fileTotal, err = parse(data, today); err != nil {
 		return fmt.Errorf("import %s: %w", src, err)
 	}
+	// The store's rule, checked before connecting; the parsers have said
+	// where in the file already.
+	if err := db.CheckDays(c.days); err != nil {
+		return fmt.Errorf("import %s: %w", src, err)
+	}
 	return nil
 }
 

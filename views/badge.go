@@ -109,7 +109,7 @@ func CountBadge(label string, n int64, abbr bool, look BadgeLook) Badge {
 	full := strconv.FormatInt(n, 10)
 	value := full
 	if abbr {
-		value = Abbreviate(n)
+		value = abbreviate(n)
 	}
 	b := NewBadge(label, value, look)
 	b.Title = label + ": " + full
@@ -157,11 +157,11 @@ func textColors(fill string) (text, shadow string) {
 	return "#fff", "#010101"
 }
 
-// Abbreviate shortens a count: 999, 1.2k, 12.3k, 123k, 1.2M, 1.2B, 1.2T.
+// abbreviate shortens a count: 999, 1.2k, 12.3k, 123k, 1.2M, 1.2B, 1.2T.
 // It rounds down, so a badge never shows a figure not yet reached (999999
 // is 999k, not 1000k); one decimal is kept below 100 of a unit, without a
 // trailing ".0".
-func Abbreviate(n int64) string {
+func abbreviate(n int64) string {
 	units := []struct {
 		size   int64
 		suffix string

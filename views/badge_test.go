@@ -162,8 +162,8 @@ func TestBadgeAbbreviate(t *testing.T) {
 		{1_234_567_890, "1.2B"}, {1_234_567_890_123, "1.2T"},
 		{9_223_372_036_854_775_807, "9223372T"},
 	} {
-		if got := Abbreviate(tt.n); got != tt.want {
-			t.Errorf("Abbreviate(%d) = %q, want %q", tt.n, got, tt.want)
+		if got := abbreviate(tt.n); got != tt.want {
+			t.Errorf("abbreviate(%d) = %q, want %q", tt.n, got, tt.want)
 		}
 	}
 }
