@@ -6,7 +6,7 @@
 #
 # The server and the migration run on distroless/static: no shell, no
 # package manager, user nonroot.
-# The Go version must be go.mod's `go` line (compose_test.go checks it).
+# The Go version must be go.mod's `go` line (deploy/compose_test.go checks it).
 
 FROM golang:1.26.8-trixie AS modules
 ENV CGO_ENABLED=0

@@ -77,7 +77,7 @@ test-ha: build
 ## test-compose: only the deployment and its restore drill for real, as root: compose.yaml and the Dockerfile, unmodified, on a
 ##        private Docker Engine with local stand-ins for the registry images (scripts/docker-stack)
 test-compose:
-	HITCOUNTER_COMPOSE_TEST=1 $(GO) test -count=1 -timeout 40m -run '^(TestDeploymentWithCompose|TestBackupRestoreWithCompose)$$' -v .
+	HITCOUNTER_COMPOSE_TEST=1 $(GO) test -count=1 -timeout 40m -run '^(TestDeploymentWithCompose|TestBackupRestoreWithCompose)$$' -v ./deploy/
 
 build: generate
 	$(GO) build -trimpath -o $(BIN) .

@@ -42,9 +42,13 @@ type config struct {
 	apiToken        string
 	probe           string
 	cpuProfile      string
+	printConfig     bool
 
 	// Parsed from the strings above by parseConfig, before any side effect.
 	web web.Config
+	// Each setting as NAME=value of its environment variable, secrets
+	// hidden: what -print-config prints.
+	settings []string
 }
 
 // parseConfig reads flags; each flag's default comes from its environment
@@ -79,7 +83,32 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	if c.probe != "" {
 		return c, nil // the probe needs nothing else
 	}
-	return c, c.validate()
+	if err := c.validate(); err != nil {
+		return c, err
+	}
+	fs.VisitAll(func(f *flag.Flag) {
+		if env, ok := envOf[f.Name]; ok {
+			c.settings = append(c.settings, env+"="+hidden(env, f.Value.String()))
+		}
+	})
+	return c, nil
+}
+
+// hidden is a setting's value as -print-config shows it: the database
+// URL without its password, the API token only as set or not.
+func hidden(env, v string) string {
+	switch {
+	case v == "":
+		return v
+	case env == "API_TOKEN":
+		return "xxxxx"
+	case env == "DATABASE_URL":
+		if u, err := url.Parse(v); err == nil && u.Scheme != "" {
+			return u.Redacted()
+		}
+		return "xxxxx" // not a URL: it may hold the password anywhere
+	}
+	return v
 }
 
 // flags defines every setting on fs; envOf maps each flag to the
@@ -138,6 +167,7 @@ func flags(c *config, fs *flag.FlagSet) (envOf map[string]string) {
 	str(&c.metricsAddr, "metrics-addr", "METRICS_ADDR", "", "listen address of Prometheus /metrics, apart from the app's; empty: no metrics")
 	fs.StringVar(&c.probe, "probe", "", "only GET this URL and exit 0 if it answers 200: a health check for images without curl")
 	fs.StringVar(&c.cpuProfile, "cpu-profile", "", "write a CPU profile (go tool pprof) to this file from start to shutdown")
+	fs.BoolVar(&c.printConfig, "print-config", false, "check the settings, print each as NAME=value of its environment variable (passwords hidden), and exit")
 	return envOf
 }
 

@@ -17,6 +17,7 @@ import (
 	"os/signal"
 	"runtime/pprof"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -58,6 +59,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	}
 	log, err := newLogger(stderr, cfg.logLevel, cfg.logFormat)
 	if err != nil {
+		return err
+	}
+	if cfg.printConfig {
+		_, err := fmt.Fprintln(stdout, strings.Join(cfg.settings, "\n"))
 		return err
 	}
 	if cfg.cpuProfile != "" {

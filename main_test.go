@@ -16,7 +16,6 @@ import (
 	"runtime/pprof"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -24,13 +23,14 @@ import (
 	"github.com/hitcounter/hitcounter/db"
 	"github.com/hitcounter/hitcounter/internal/pgproxy"
 	"github.com/hitcounter/hitcounter/internal/testdb"
+	"github.com/hitcounter/hitcounter/internal/testkit"
 )
 
 // program is the whole program running in-process, as main would run it.
 type program struct {
 	base    string // http://127.0.0.1:PORT
 	metrics string // http://127.0.0.1:PORT/metrics, with METRICS_ADDR set
-	logs    *lockedBuffer
+	logs    *testkit.Buffer
 	stop    context.CancelFunc // as SIGTERM
 	exited  chan struct{}      // closed once run has returned err
 	err     error
@@ -43,7 +43,7 @@ func launch(t testing.TB, env map[string]string, args ...string) *program {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	stdoutR, stdoutW := io.Pipe()
-	p := &program{logs: &lockedBuffer{}, stop: cancel, exited: make(chan struct{})}
+	p := &program{logs: &testkit.Buffer{}, stop: cancel, exited: make(chan struct{})}
 	go func() {
 		p.err = run(ctx, append([]string{"hitcounter", "-addr", "127.0.0.1:0"}, args...), func(k string) string { return env[k] }, nil, stdoutW, p.logs)
 		stdoutW.Close()
@@ -93,19 +93,9 @@ func (p *program) waitExit(t testing.TB, within time.Duration) error {
 // first.
 func readListening(t testing.TB, stdout io.Reader, p *program) (base, metrics string) {
 	t.Helper()
-	type said struct{ base, metrics string }
-	addr := make(chan said, 1)
+	addr := make(chan testkit.Listening, 1)
 	go func() {
-		var m string
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			if u, ok := strings.CutPrefix(sc.Text(), "metrics on "); ok {
-				m = u
-			}
-			if a, ok := strings.CutPrefix(sc.Text(), "listening on "); ok {
-				addr <- said{a, m}
-			}
-		}
+		testkit.ReadListening(stdout, addr)
 		close(addr)
 	}()
 	select {
@@ -114,28 +104,11 @@ func readListening(t testing.TB, stdout io.Reader, p *program) (base, metrics st
 			<-p.exited
 			t.Fatalf("program ended before listening: %v", p.err)
 		}
-		return a.base, a.metrics
+		return "http://" + a.Addr, a.Metrics
 	case <-time.After(30 * time.Second):
 		t.Fatal("program did not listen within 30s")
 	}
 	return "", ""
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // waitHealthy polls /healthz until it answers 200, with a deadline.
@@ -157,10 +130,6 @@ func waitHealthy(t testing.TB, base string) {
 	}
 }
 
-// browserUA is a desktop browser's User-Agent: the app counts Go's own
-// as a crawler's, apart from views.
-const browserUA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"
-
 // get GETs url as a browser would.
 func get(t *testing.T, url string) (int, string) {
 	t.Helper()
@@ -169,7 +138,7 @@ func get(t *testing.T, url string) (int, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	req.Header.Set("User-Agent", browserUA)
+	req.Header.Set("User-Agent", testkit.BrowserUA)
 	resp, err := c.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -606,4 +575,49 @@ func TestRunSurvivesAConnectionFlood(t *testing.T) {
 		t.Errorf("%v connections shed by the metrics, want at least %d", shed, want)
 	}
 	t.Logf("%d flood connections served, %d still open, %v shed (MAX_CONNS %d)", served, open, shed, limit)
+}
+
+// -print-config checks the settings as a start does, prints every one as
+// NAME=value without connecting anywhere, and hides the secrets.
+func TestPrintConfig(t *testing.T) {
+	env := map[string]string{
+		"DATABASE_URL": "postgres://app:s3cret@127.0.0.1:1/hits",
+		"API_TOKEN":    "t0ken",
+		"TIMEZONE":     "Europe/Berlin",
+	}
+	var out bytes.Buffer
+	err := run(context.Background(), []string{"hitcounter", "-print-config"}, func(k string) string { return env[k] }, nil, &out, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	printed := map[string]string{}
+	for line := range strings.Lines(out.String()) {
+		k, v, ok := strings.Cut(strings.TrimSuffix(line, "\n"), "=")
+		if !ok {
+			t.Fatalf("not NAME=value: %q", line)
+		}
+		printed[k] = v
+	}
+	c := config{}
+	envOf := flags(&c, flag.NewFlagSet("hitcounter", flag.ContinueOnError))
+	if len(envOf) < 10 {
+		t.Fatalf("%d settings", len(envOf))
+	}
+	for _, name := range envOf {
+		if _, ok := printed[name]; !ok {
+			t.Errorf("-print-config lacks %s", name)
+		}
+	}
+	if printed["DATABASE_URL"] != "postgres://app:xxxxx@127.0.0.1:1/hits" || printed["API_TOKEN"] != "xxxxx" || printed["TIMEZONE"] != "Europe/Berlin" {
+		t.Errorf("printed %v", printed)
+	}
+	if strings.Contains(out.String(), "s3cret") || strings.Contains(out.String(), "t0ken") {
+		t.Errorf("a secret is printed:\n%s", out.String())
+	}
+	// A bad setting fails as a start would, printing nothing.
+	env["TIMEZONE"] = "Mars/Olympus"
+	out.Reset()
+	if err := run(context.Background(), []string{"hitcounter", "-print-config"}, func(k string) string { return env[k] }, nil, &out, io.Discard); err == nil || out.Len() != 0 {
+		t.Errorf("a bad timezone: %v, printed %q", err, out.String())
+	}
 }

@@ -11,7 +11,6 @@
 package nginx
 
 import (
-	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -27,9 +26,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
+
+	"github.com/hitcounter/hitcounter/internal/testkit"
 )
 
 // Options say what to put nginx in front of.
@@ -49,7 +49,7 @@ type Server struct {
 	HTTPSURL string // the port-443 server
 	CA       *x509.CertPool
 	Webroot  string // the ACME challenge folder
-	Logs     *Buffer
+	Logs     *testkit.Buffer
 	Process  *os.Process
 	ConfPath string // the configuration it runs
 
@@ -76,7 +76,7 @@ func Start(opts Options) (_ *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{Logs: &Buffer{}}
+	s := &Server{Logs: &testkit.Buffer{}}
 	defer func() {
 		if err != nil {
 			s.Stop() // removes the folders made so far
@@ -293,29 +293,4 @@ func selfSignedCert(dir string) (*x509.CertPool, error) {
 	pool := x509.NewCertPool()
 	pool.AddCert(cert)
 	return pool, nil
-}
-
-// Buffer is a bytes.Buffer safe for concurrent use: nginx's output.
-type Buffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *Buffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *Buffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-// Reset empties the buffer.
-func (l *Buffer) Reset() {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.b.Reset()
 }

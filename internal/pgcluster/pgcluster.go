@@ -7,7 +7,6 @@ package pgcluster
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"net/url"
 	"os"
@@ -20,6 +19,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/hitcounter/hitcounter/internal/testkit"
 )
 
 // Cluster is one running cluster on 127.0.0.1.
@@ -38,7 +39,7 @@ type Cluster struct {
 // Start makes a cluster in a new temporary folder and starts it. opts are
 // more server options ("-c name=value …"), used at every start.
 func Start(opts string) (*Cluster, error) {
-	root, err := moduleRoot()
+	root, err := testkit.Root()
 	if err != nil {
 		return nil, err
 	}
@@ -72,7 +73,7 @@ func Start(opts string) (*Cluster, error) {
 // BinDir is the folder of the PostgreSQL server binaries scripts/pg uses
 // (scripts/pg bindir), so that what it started is run with the same ones.
 func BinDir() (string, error) {
-	root, err := moduleRoot()
+	root, err := testkit.Root()
 	if err != nil {
 		return "", err
 	}
@@ -84,25 +85,6 @@ func BinDir() (string, error) {
 		return "", fmt.Errorf("scripts/pg bindir: %w: %s", err, bytes.TrimSpace(stderr.Bytes()))
 	}
 	return string(bytes.TrimSpace(out)), nil
-}
-
-// moduleRoot is the folder of go.mod, above the working directory: tests
-// run in their package's folder, commands in the root.
-func moduleRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("pgcluster: no go.mod above the working directory")
-		}
-		dir = parent
-	}
 }
 
 // URL is the superuser's URL of database db.

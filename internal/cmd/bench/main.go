@@ -36,6 +36,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/hitcounter/hitcounter/internal/nginx"
+	"github.com/hitcounter/hitcounter/internal/testkit"
 )
 
 func main() {
@@ -68,7 +69,7 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	direct := target{addr: app.addr}
+	direct := target{addr: app.Addr}
 	b.measure("GET /healthz (the ceiling)", direct, get("/healthz", ""), 64, "")
 	for _, conns := range []int{1, 64, 256} {
 		b.measure(fmt.Sprintf("POST /hit, %d conns", conns), direct, post("/hit"), conns, dbURL)
@@ -86,7 +87,7 @@ func run() error {
 	if _, err := nginx.Binary(); err != nil {
 		fmt.Printf("%v: the rows through nginx are left out\n\n", err)
 	} else {
-		via, stop, err := b.nginx(app.addr)
+		via, stop, err := b.nginx(app.Addr)
 		if err != nil {
 			return err
 		}
@@ -100,7 +101,7 @@ func run() error {
 		if err != nil {
 			return err
 		}
-		via, stop, err = b.nginx(app.addr, second.addr)
+		via, stop, err = b.nginx(app.Addr, second.Addr)
 		if err != nil {
 			return err
 		}
@@ -125,7 +126,7 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	direct = target{addr: app.addr}
+	direct = target{addr: app.Addr}
 	for _, conns := range []int{1, 64, 256} {
 		b.measure(fmt.Sprintf("POST /hit, one per hit, %d conns", conns), direct, post("/hit"), conns, dbURL)
 	}
@@ -151,10 +152,10 @@ func run() error {
 		return err
 	}
 	for range 2 {
-		b.measure("metrics off: POST /hit, 64 conns", target{addr: off.addr}, post("/hit"), 64, dbURL)
-		b.measure("metrics on: POST /hit, 64 conns", target{addr: on.addr}, post("/hit"), 64, dbURL)
-		b.measure("metrics off: GET /count (poll)", target{addr: off.addr}, get("/count", ""), 64, "")
-		b.measure("metrics on: GET /count (poll)", target{addr: on.addr}, get("/count", ""), 64, "")
+		b.measure("metrics off: POST /hit, 64 conns", target{addr: off.Addr}, post("/hit"), 64, dbURL)
+		b.measure("metrics on: POST /hit, 64 conns", target{addr: on.Addr}, post("/hit"), 64, dbURL)
+		b.measure("metrics off: GET /count (poll)", target{addr: off.Addr}, get("/count", ""), 64, "")
+		b.measure("metrics on: GET /count (poll)", target{addr: on.Addr}, get("/count", ""), 64, "")
 	}
 	if _, err := off.stop(); err != nil {
 		return err
@@ -180,8 +181,8 @@ func run() error {
 		}
 		for range 3 {
 			for _, conns := range []int{1, 64} {
-				b.measure(fmt.Sprintf("baseline: POST /hit, %d conns", conns), target{addr: base.addr}, post("/hit"), conns, dbURL)
-				b.measure(fmt.Sprintf("this build: POST /hit, %d conns", conns), target{addr: this.addr}, post("/hit"), conns, dbURL)
+				b.measure(fmt.Sprintf("baseline: POST /hit, %d conns", conns), target{addr: base.Addr}, post("/hit"), conns, dbURL)
+				b.measure(fmt.Sprintf("this build: POST /hit, %d conns", conns), target{addr: this.Addr}, post("/hit"), conns, dbURL)
 			}
 		}
 		if _, err := base.stop(); err != nil {
@@ -330,10 +331,10 @@ func (b *bench) profile(file string) error {
 	if err != nil {
 		return err
 	}
-	before := cpuTimes(app.cmd.Process.Pid)
+	before := cpuTimes(app.Cmd.Process.Pid)
 	start := time.Now()
-	r := load(target{addr: app.addr}, post("/hit"), 64, b.dur)
-	after := cpuTimes(app.cmd.Process.Pid)
+	r := load(target{addr: app.Addr}, post("/hit"), 64, b.dur)
+	after := cpuTimes(app.Cmd.Process.Pid)
 	wall := time.Since(start)
 	if _, err := app.stop(); err != nil {
 		return err
@@ -351,48 +352,21 @@ func (b *bench) profile(file string) error {
 
 // --- the server ---
 
-type app struct {
-	cmd  *exec.Cmd
-	addr string
-	done chan error
-}
+// app is an instance of the server.
+type app struct{ *testkit.Program }
 
 func startApp(bin, dbURL string, coalesce bool, args ...string) (*app, error) {
-	cmd := exec.Command(bin, append([]string{"-addr", "127.0.0.1:0", "-migrate"}, args...)...)
-	cmd.Env = append(os.Environ(), "DATABASE_URL="+dbURL, "LOG_LEVEL=warn", "COALESCE="+strconv.FormatBool(coalesce))
-	cmd.Stderr = os.Stderr
-	out, err := cmd.StdoutPipe()
+	env := append(os.Environ(), "DATABASE_URL="+dbURL, "LOG_LEVEL=warn", "COALESCE="+strconv.FormatBool(coalesce))
+	p, err := testkit.Start(bin, env, os.Stderr, append([]string{"-migrate"}, args...)...)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w (build it with `make build`)", err)
 	}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s: %w (build it with `make build`)", bin, err)
-	}
-	a := &app{cmd: cmd, done: make(chan error, 1)}
-	addr := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			if u, ok := strings.CutPrefix(sc.Text(), "listening on http://"); ok {
-				addr <- u
-			}
-		}
-		a.done <- cmd.Wait()
-	}()
-	select {
-	case a.addr = <-addr:
-		return a, nil
-	case err := <-a.done:
-		return nil, fmt.Errorf("%s exited before listening: %v", bin, err)
-	case <-time.After(30 * time.Second):
-		_ = cmd.Process.Kill()
-		return nil, fmt.Errorf("%s did not listen within 30s", bin)
-	}
+	return &app{p}, nil
 }
 
 // stop ends the server gracefully and returns its peak resident memory.
 func (a *app) stop() (int64, error) {
-	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", a.cmd.Process.Pid))
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", a.Cmd.Process.Pid))
 	var rss int64
 	if err == nil {
 		for l := range strings.SplitSeq(string(status), "\n") {
@@ -402,19 +376,12 @@ func (a *app) stop() (int64, error) {
 			}
 		}
 	}
-	_ = a.cmd.Process.Signal(os.Interrupt)
-	select {
-	case err := <-a.done:
-		return rss, err
-	case <-time.After(20 * time.Second):
-		_ = a.cmd.Process.Kill()
-		return rss, errors.New("the server did not stop within 20s")
-	}
+	return rss, a.Stop(20 * time.Second)
 }
 
 // etag is the ETag of the current poll answer.
 func (a *app) etag() (string, error) {
-	c, err := target{addr: a.addr}.dial()
+	c, err := target{addr: a.Addr}.dial()
 	if err != nil {
 		return "", err
 	}

@@ -37,7 +37,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
@@ -52,6 +51,7 @@ import (
 	"github.com/hitcounter/hitcounter/internal/patroni"
 	"github.com/hitcounter/hitcounter/internal/pgcluster"
 	"github.com/hitcounter/hitcounter/internal/pgproxy"
+	"github.com/hitcounter/hitcounter/internal/testkit"
 )
 
 func main() {
@@ -324,9 +324,9 @@ func (s *suite) run(sc scenario) (result, error) {
 			a.stop()
 		}
 	}()
-	targets := []string{"http://" + s.apps[0].addr}
+	targets := []string{s.apps[0].URL()}
 	if sc.ha {
-		targets = append(targets, "http://"+s.apps[1].addr)
+		targets = append(targets, s.apps[1].URL())
 	}
 	client := &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: s.o.clients}}
 	stopProxy := func() {}
@@ -335,7 +335,7 @@ func (s *suite) run(sc scenario) (result, error) {
 			Conf:      "nginx.conf",
 			Upstream:  "deploy/nginx-upstream-local.conf",
 			Assets:    "assets",
-			Upstreams: []string{s.apps[0].addr, s.apps[1].addr},
+			Upstreams: []string{s.apps[0].Addr, s.apps[1].Addr},
 			Replace: map[string]string{
 				"limit_req zone=hits burst=10 nodelay;": "# limit_req: off (the suite is one client address)",
 				"limit_conn perip 32;":                  "# limit_conn: off",
@@ -399,7 +399,7 @@ func (s *suite) run(sc scenario) (result, error) {
 			return result{}, err
 		}
 		s.apps = append(s.apps, a)
-		next := []string{"http://" + a.addr}
+		next := []string{a.URL()}
 		l.targets.Store(&next)
 	}
 	faultEnd := time.Now()
@@ -473,7 +473,7 @@ func (s *suite) run(sc scenario) (result, error) {
 		if shown, err := a.showsCount(after, 15*time.Second); err != nil {
 			return result{}, err
 		} else if shown != after {
-			r.stale = fmt.Sprintf("%s shows %d, the database holds %d", a.addr, shown, after)
+			r.stale = fmt.Sprintf("%s shows %d, the database holds %d", a.Addr, shown, after)
 		}
 	}
 	for _, a := range s.apps {
@@ -644,73 +644,34 @@ func classify(resp *http.Response, body []byte, err error, graceful bool) (answe
 
 // --- the app ---
 
-type app struct {
-	cmd     *exec.Cmd
-	addr    string
-	metrics string // its /metrics URL
-	done    chan error
-	logsMu  *sync.Mutex
-	logs    *bytes.Buffer
-}
+// app is an instance of the server under test.
+type app struct{ *testkit.Program }
 
 func startApp(bin, dbURL string) (*app, error) {
-	cmd := exec.Command(bin, "-addr", "127.0.0.1:0", "-migrate")
-	cmd.Env = append(os.Environ(), "DATABASE_URL="+dbURL, "LOG_LEVEL=warn", "METRICS_ADDR=127.0.0.1:0")
-	logs := &bytes.Buffer{}
-	lw := &lockedWriter{w: logs}
-	cmd.Stderr = lw
-	out, err := cmd.StdoutPipe()
+	p, err := testkit.Start(bin, append(os.Environ(), "DATABASE_URL="+dbURL, "LOG_LEVEL=warn", "METRICS_ADDR=127.0.0.1:0"), nil, "-migrate")
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w (build it with `make build`)", err)
 	}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s: %w (build it with `make build`)", bin, err)
-	}
-	a := &app{cmd: cmd, done: make(chan error, 1), logsMu: &lw.mu, logs: logs}
-	addr := make(chan string, 1)
-	metrics := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			if u, ok := strings.CutPrefix(sc.Text(), "metrics on "); ok {
-				metrics <- u
-			}
-			if a, ok := strings.CutPrefix(sc.Text(), "listening on http://"); ok {
-				addr <- a
-			}
-		}
-		_, _ = io.Copy(io.Discard, out)
-		a.done <- cmd.Wait()
-	}()
-	select {
-	case a.addr = <-addr:
-		a.metrics = <-metrics // printed before the app's address
-		return a, nil
-	case err := <-a.done:
-		return nil, fmt.Errorf("%s exited before listening: %v\n%s", bin, err, logs)
-	case <-time.After(30 * time.Second):
-		_ = cmd.Process.Kill()
-		return nil, fmt.Errorf("%s did not listen within 30s", bin)
-	}
+	return &app{p}, nil
 }
 
 // terminate sends SIGTERM and waits for the app to exit; it must exit 0.
 func (a *app) terminate() error {
-	_ = a.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case err := <-a.done:
-		a.done <- nil
-		if err != nil {
-			return fmt.Errorf("the app exited with %v after SIGTERM", err)
-		}
-		return nil
-	case <-time.After(20 * time.Second):
-		return errors.New("the app did not exit within 20s of SIGTERM")
+	if err := a.Stop(20 * time.Second); err != nil {
+		return fmt.Errorf("the app after SIGTERM: %w", err)
 	}
+	return nil
 }
 
 // alive: the app has not exited.
-func (a *app) alive() bool { return len(a.done) == 0 }
+func (a *app) alive() bool {
+	select {
+	case <-a.Exited():
+		return false
+	default:
+		return true
+	}
+}
 
 // showsCount asks the app for the main counter's total until it shows want
 // or d has passed, and returns the last total it showed.
@@ -720,7 +681,7 @@ func (a *app) showsCount(want int64, d time.Duration) (int64, error) {
 		Total int64 `json:"total"`
 	}
 	for deadline := time.Now().Add(d); ; time.Sleep(100 * time.Millisecond) {
-		resp, err := c.Get("http://" + a.addr + "/api/counters/main")
+		resp, err := c.Get(a.URL() + "/api/counters/main")
 		if err == nil {
 			err = json.NewDecoder(resp.Body).Decode(&got)
 			resp.Body.Close()
@@ -735,20 +696,11 @@ func (a *app) showsCount(want int64, d time.Duration) (int64, error) {
 }
 
 func (a *app) kill() error {
-	_ = a.cmd.Process.Kill()
-	<-a.done
-	a.done <- nil
+	a.Kill()
 	return nil
 }
 
-func (a *app) stop() {
-	_ = a.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-a.done:
-	case <-time.After(20 * time.Second):
-		_ = a.cmd.Process.Kill()
-	}
-}
+func (a *app) stop() { _ = a.Stop(20 * time.Second) }
 
 // gauges are what the suite watches of an app's resources.
 type gauges struct {
@@ -758,7 +710,7 @@ type gauges struct {
 // scrape reads the app's gauges from its /metrics.
 func (a *app) scrape() (gauges, error) {
 	c := &http.Client{Timeout: 2 * time.Second}
-	resp, err := c.Get(a.metrics)
+	resp, err := c.Get(a.Metrics)
 	if err != nil {
 		return gauges{}, err
 	}
@@ -785,7 +737,7 @@ func (a *app) scrape() (gauges, error) {
 		}
 	}
 	if found != 3 {
-		return g, fmt.Errorf("%s: %d of the 3 gauges", a.metrics, found)
+		return g, fmt.Errorf("%s: %d of the 3 gauges", a.Metrics, found)
 	}
 	return g, sc.Err()
 }
@@ -815,10 +767,8 @@ func (a *app) watch(stop <-chan struct{}) <-chan gauges {
 
 // linesWith returns the app's log lines that have every one of parts.
 func (a *app) linesWith(parts ...string) []string {
-	a.logsMu.Lock()
-	defer a.logsMu.Unlock()
 	var out []string
-	for l := range strings.SplitSeq(a.logs.String(), "\n") {
+	for l := range strings.SplitSeq(a.Logs.String(), "\n") {
 		if !slices.ContainsFunc(parts, func(p string) bool { return !strings.Contains(l, p) }) {
 			out = append(out, l)
 		}
@@ -860,17 +810,6 @@ func resolvedText(m map[string]int) string {
 		return "none"
 	}
 	return fmt.Sprintf("%d committed, %d aborted, %d unknown", m["committed"], m["aborted"], m["unknown"])
-}
-
-type lockedWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
 }
 
 // --- the database ---

@@ -1,4 +1,4 @@
-package main
+package deploy
 
 import (
 	"bytes"
@@ -26,13 +26,14 @@ import (
 	"github.com/hitcounter/hitcounter/assets"
 	"github.com/hitcounter/hitcounter/internal/nginx"
 	"github.com/hitcounter/hitcounter/internal/testdb"
+	"github.com/hitcounter/hitcounter/internal/testkit"
 	"github.com/hitcounter/hitcounter/views"
 	"github.com/hitcounter/hitcounter/web"
 )
 
 // proxied is the production topology on this machine: the real nginx from
 // the system package running the repository's nginx.conf, in front of the
-// whole program and a real PostgreSQL.
+// program's binary and a real PostgreSQL.
 type proxied struct {
 	app        *program
 	dbURL      string
@@ -79,8 +80,7 @@ func startProxied(t testing.TB, opts proxyOptions) *proxied {
 		"LOG_FORMAT":       "json",
 	}
 	maps.Copy(env, opts.env)
-	app := startRun(t, env)
-	waitHealthy(t, app.base)
+	app := startProgram(t, env)
 
 	srv, err := nginx.Start(nginx.Options{
 		Conf:      "nginx.conf",
@@ -238,7 +238,7 @@ func TestNginxInFront(t *testing.T) {
 		// A marker request the app does see, so its log is known to be current.
 		send(t, c, "GET", p.httpsURL+"/healthz", nil, nil)
 		sawHealthz := false
-		for _, l := range appRequests(t, p.app.logs.String()) {
+		for _, l := range appRequests(t, p.app.Logs.String()) {
 			path, _ := l["path"].(string)
 			if strings.HasPrefix(path, "/static/") {
 				t.Errorf("the app served %s: nginx should have", path)
@@ -255,7 +255,7 @@ func TestNginxInFront(t *testing.T) {
 		path := "/client-ip-probe-" + strconv.FormatInt(time.Now().UnixNano(), 36)
 		send(t, from, "GET", p.httpsURL+path, nil, map[string]string{"X-Real-IP": "203.0.113.9", "X-Forwarded-For": "203.0.113.9"})
 		var found bool
-		for _, l := range appRequests(t, p.app.logs.String()) {
+		for _, l := range appRequests(t, p.app.Logs.String()) {
 			if l["path"] == path {
 				found = true
 				if l["client_ip"] != "127.0.0.2" {
@@ -271,7 +271,7 @@ func TestNginxInFront(t *testing.T) {
 		path += "-direct"
 		send(t, direct, "GET", p.app.base+path, nil, map[string]string{"X-Real-IP": "203.0.113.9"})
 		found = false
-		for _, l := range appRequests(t, p.app.logs.String()) {
+		for _, l := range appRequests(t, p.app.Logs.String()) {
 			if l["path"] == path {
 				found = true
 				if l["client_ip"] != "127.0.0.3" {
@@ -347,7 +347,7 @@ func TestNginxInFront(t *testing.T) {
 		var wg sync.WaitGroup
 		for range 60 {
 			wg.Go(func() {
-				r := send(t, flood, "GET", p.httpsURL+"/", nil, map[string]string{"User-Agent": browserUA})
+				r := send(t, flood, "GET", p.httpsURL+"/", nil, map[string]string{"User-Agent": testkit.BrowserUA})
 				mu.Lock()
 				defer mu.Unlock()
 				switch r.StatusCode {

@@ -1,4 +1,4 @@
-package main
+package deploy
 
 import (
 	"fmt"
@@ -11,7 +11,7 @@ import (
 	"time"
 )
 
-// The backup commands the restore drill runs, as the README's "Backup and
+// The backup commands the restore drill runs, as the docs' "Backup and
 // restore" section lists them (TestREADMEListsTheBackupCommands).
 const (
 	cmdBackupNow   = "docker compose exec backup pgbackrest --stanza=hitcounter --type=full backup"
@@ -183,8 +183,8 @@ func TestBackupRestoreWithCompose(t *testing.T) {
 	d.op(cmdBackupCheck)
 }
 
-// The README's "Backup and restore" section lists every command the drill
+// The docs' "Backup and restore" section lists every command the drill
 // runs.
 func TestREADMEListsTheBackupCommands(t *testing.T) {
-	readmeSectionLists(t, "### Backup and restore", backupCommands)
+	docSectionLists(t, "Backup and restore", backupCommands)
 }

@@ -1,4 +1,4 @@
-package main
+package deploy
 
 import (
 	"bufio"
@@ -131,13 +131,13 @@ func TestBackupRestoreDrill(t *testing.T) {
 					return
 				default:
 				}
-				n, err := store.Increment(ctx, "main")
+				c, err := store.Record(ctx, "main", db.Hit{})
 				if err != nil {
 					t.Errorf("a click during the backup: %v", err)
 					return
 				}
 				mu.Lock()
-				last = max(last, n)
+				last = max(last, c.Total)
 				mu.Unlock()
 			}
 		})
@@ -160,11 +160,11 @@ func TestBackupRestoreDrill(t *testing.T) {
 	var acks []ack
 	var target time.Time
 	for i := range 6 {
-		n, err := store.Increment(ctx, "main")
+		c, err := store.Record(ctx, "main", db.Hit{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		acks = append(acks, ack{n, time.Now()})
+		acks = append(acks, ack{c.Total, time.Now()})
 		if i == 2 {
 			time.Sleep(250 * time.Millisecond)
 			target = time.Now()

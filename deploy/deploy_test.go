@@ -1,4 +1,4 @@
-package main
+package deploy
 
 // The deployment, run for real: compose.yaml and the Dockerfile, unmodified,
 // on a private Docker Engine (scripts/docker-stack), doing what an operator
@@ -135,8 +135,8 @@ func startDeployment(t *testing.T) *deployment {
 	return d
 }
 
-// The operator's commands that the test runs, as the README's Deploy
-// section lists them (TestREADMEListsTheDeployCommands holds them there).
+// The operator's commands that the test runs, as the docs' Deploy section
+// lists them (TestREADMEListsTheDeployCommands holds them there).
 const (
 	cmdBuild       = "docker compose build"
 	cmdUp          = "docker compose up -d --wait"
@@ -658,30 +658,7 @@ func lastLines(s string, n int) string {
 	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
 
-// The README's Deploy section lists every command the deployment test runs.
+// The docs' Deploy section lists every command the deployment test runs.
 func TestREADMEListsTheDeployCommands(t *testing.T) {
-	readmeSectionLists(t, "## Deploy", deployCommands)
-}
-
-// readmeSectionLists fails t unless the README's section under heading (to
-// the next heading of its level or above) holds every one of cmds.
-func readmeSectionLists(t *testing.T, heading string, cmds []string) {
-	t.Helper()
-	readme, err := os.ReadFile("README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	level := strings.Index(heading, " ")
-	_, section, _ := strings.Cut(string(readme), "\n"+heading+"\n")
-	for i := 2; i <= level; i++ {
-		section, _, _ = strings.Cut(section, "\n"+strings.Repeat("#", i)+" ")
-	}
-	if len(cmds) == 0 || strings.TrimSpace(section) == "" {
-		t.Fatalf("no commands, or no section %q in the README", heading)
-	}
-	for _, cmd := range cmds {
-		if !strings.Contains(section, cmd) {
-			t.Errorf("the README's section %q lacks %q", heading, cmd)
-		}
-	}
+	docSectionLists(t, "Deploy", deployCommands)
 }

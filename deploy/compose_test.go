@@ -1,4 +1,4 @@
-package main
+package deploy
 
 // The production deployment, checked without a Docker engine: compose.yaml
 // as the Compose Specification's reference loader (compose-go, the library
@@ -12,12 +12,12 @@ import (
 	"debug/elf"
 	"encoding/hex"
 	"errors"
-	"flag"
 	"fmt"
-	"io"
 	"io/fs"
 	"log/slog"
 	"maps"
+	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"net/url"
 	"os"
@@ -223,11 +223,14 @@ var composeFixed = map[string]string{
 // Every setting of the program can be set in .env, except those the
 // deployment sets itself: with each in .env, web gets it as it is.
 func TestComposeWebTakesEverySettingFromEnv(t *testing.T) {
-	var c config
-	envOf := flags(&c, flag.NewFlagSet("hitcounter", flag.ContinueOnError))
+	all, err := settings(t, map[string]string{"DATABASE_URL": "postgres://u@db:5432/x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	programReads := slices.Sorted(maps.Keys(all))
 	env := exampleEnv(t)
 	var passed []string
-	for _, name := range envOf {
+	for _, name := range programReads {
 		if _, fixed := composeFixed[name]; fixed {
 			continue
 		}
@@ -247,7 +250,7 @@ func TestComposeWebTakesEverySettingFromEnv(t *testing.T) {
 		}
 	}
 	for name := range composeFixed {
-		if !slices.Contains(slices.Collect(maps.Values(envOf)), name) {
+		if !slices.Contains(programReads, name) {
 			t.Errorf("composeFixed names %s, which the program does not read", name)
 		}
 		if _, ok := web[name]; !ok && name != "MIGRATE" && name != "MIGRATE_WAIT" {
@@ -265,12 +268,16 @@ func TestComposeWebTakesEverySettingFromEnv(t *testing.T) {
 	// SHUTDOWN_TIMEOUT fits in the grace period the engine gives.
 	ws := service(t, mustLoadCompose(t, example), "web")
 	wsEnv := environment(ws)
-	got, err := parseConfig([]string{"hitcounter"}, func(k string) string { return wsEnv[k] }, io.Discard)
+	got, err := settings(t, wsEnv)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ws.StopGracePeriod == nil || time.Duration(*ws.StopGracePeriod) <= got.shutdownTimeout {
-		t.Errorf("web stop_grace_period %v, SHUTDOWN_TIMEOUT %s: want the grace period longer", ws.StopGracePeriod, got.shutdownTimeout)
+	shutdownTimeout, err := time.ParseDuration(got["SHUTDOWN_TIMEOUT"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ws.StopGracePeriod == nil || time.Duration(*ws.StopGracePeriod) <= shutdownTimeout {
+		t.Errorf("web stop_grace_period %v, SHUTDOWN_TIMEOUT %s: want the grace period longer", ws.StopGracePeriod, shutdownTimeout)
 	}
 }
 
@@ -515,25 +522,36 @@ func TestComposeWeb(t *testing.T) {
 		t.Errorf("TRUSTED_PROXIES %v, want %v", prefixes, want3)
 	}
 
-	// The program itself accepts this environment, and the probe command.
-	c, err := parseConfig([]string{"hitcounter"}, func(k string) string { return webEnv[k] }, io.Discard)
+	// The program itself accepts this environment (its logger's settings
+	// included: -print-config checks them as a start does), and the probe
+	// command.
+	c, err := settings(t, webEnv)
 	if err != nil {
 		t.Fatalf("the web service's environment is not a valid configuration: %v", err)
 	}
-	if c.addr != ":8000" || c.clientIPHeader != "X-Real-IP" || c.logFormat != "json" {
-		t.Errorf("configuration from the environment: addr %q, client IP header %q, log format %q", c.addr, c.clientIPHeader, c.logFormat)
+	if c["ADDR"] != ":8000" || c["CLIENT_IP_HEADER"] != "X-Real-IP" || c["LOG_FORMAT"] != "json" {
+		t.Errorf("configuration from the environment: addr %q, client IP header %q, log format %q", c["ADDR"], c["CLIENT_IP_HEADER"], c["LOG_FORMAT"])
 	}
 	// Metrics on their own port, not the one nginx proxies to; web
 	// publishes nothing (checked above).
-	if c.metricsAddr != ":9100" {
-		t.Errorf("web METRICS_ADDR %q, want :9100", c.metricsAddr)
+	if c["METRICS_ADDR"] != ":9100" {
+		t.Errorf("web METRICS_ADDR %q, want :9100", c["METRICS_ADDR"])
 	}
-	if _, err := newLogger(io.Discard, c.logLevel, c.logFormat); err != nil {
-		t.Error(err)
-	}
-	c, err = parseConfig(web.HealthCheck.Test[1:], func(string) string { return "" }, io.Discard)
-	if err != nil || c.probe != wantProbe[3] {
-		t.Errorf("healthcheck command: probe %q, %v", c.probe, err)
+	// The healthcheck's arguments, as they are but for the port: the
+	// program probes that URL, and exits 0 on its 200.
+	probed := make(chan string, 1)
+	readyz := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case probed <- r.URL.Path:
+		default:
+		}
+	}))
+	defer readyz.Close()
+	args := slices.Clone(web.HealthCheck.Test[2:])
+	args[len(args)-1] = strings.Replace(args[len(args)-1], "127.0.0.1:8000", readyz.Listener.Addr().String(), 1)
+	out, err := exec.Command(binary(t), args...).CombinedOutput()
+	if err != nil || len(probed) == 0 || <-probed != "/readyz" {
+		t.Errorf("healthcheck command %q (to a stand-in's port): %v\n%s", web.HealthCheck.Test[1:], err, out)
 	}
 }
 
@@ -920,7 +938,7 @@ func TestComposeBuildContextCompiles(t *testing.T) {
 			t.Errorf("build context lacks %s, which the Dockerfile needs", name)
 		}
 	}
-	for _, secret := range []string{".env", ".git", ".pgdata", "compose_test.go"} {
+	for _, secret := range []string{".env", ".git", ".pgdata", "deploy/compose_test.go"} {
 		if _, err := os.Lstat(filepath.Join(buildCtx, secret)); err == nil {
 			t.Errorf("build context holds %s", secret)
 		}
