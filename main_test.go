@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -114,20 +115,14 @@ func readListening(t testing.TB, stdout io.Reader, p *program) (base, metrics st
 // waitHealthy polls /healthz until it answers 200, with a deadline.
 func waitHealthy(t testing.TB, base string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	testkit.Eventually(t, 10*time.Second, "/healthz OK", func() (bool, string) {
 		resp, err := http.Get(base + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return
-			}
+		if err != nil {
+			return false, err.Error()
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("/healthz not OK within 10s (last error %v)", err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		resp.Body.Close()
+		return resp.StatusCode == 200, resp.Status
+	})
 }
 
 // get GETs url as a browser would.
@@ -282,17 +277,10 @@ func TestRunStartsWithoutTheDatabase(t *testing.T) {
 		t.Errorf("the page without the database: %d\n%s", status, body)
 	}
 	proxy.SetDown(false)
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	testkit.Eventually(t, 20*time.Second, "the page with its count once the database came", func() (bool, string) {
 		status, body := get(t, base+"/")
-		if status == 200 && strings.Contains(body, `<strong id="count">1</strong>`) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the page still %d 20s after the database came: %s", status, body)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return status == 200 && strings.Contains(body, `<strong id="count">1</strong>`), fmt.Sprintf("%d: %s", status, body)
+	})
 	if status, _ := get(t, base+"/readyz"); status != 200 {
 		t.Errorf("readyz %d once the database answers", status)
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/hitcounter/hitcounter/internal/pgproxy"
 	"github.com/hitcounter/hitcounter/internal/testdb"
+	"github.com/hitcounter/hitcounter/internal/testkit"
 )
 
 // clock is a settable Config.Now for tests of days.
@@ -282,7 +283,7 @@ func TestNewSaltDoesNotHoldOthersPastTheirDeadline(t *testing.T) {
 		stuck <- err
 	}()
 	// The first caller holds the right to make the salt once it has it.
-	waitUntil(t, "the first caller making the salt", func() (bool, string) {
+	testkit.Eventually(t, 10*time.Second, "the first caller making the salt", func() (bool, string) {
 		return len(s.salts.making) == 1, fmt.Sprintf("%d making", len(s.salts.making))
 	})
 
@@ -375,7 +376,7 @@ func TestTodayReachesOtherInstances(t *testing.T) {
 		}
 	}
 	want := Counts{Name: "main", Total: 3, Day: b.Today(), Views: 3, Visitors: 2, Bots: 1, Filtered: 1}
-	waitUntil(t, "today's figures in the other instance", func() (bool, string) {
+	testkit.Eventually(t, 10*time.Second, "today's figures in the other instance", func() (bool, string) {
 		c, err := b.Counts(ctx, "main")
 		c.Updated = time.Time{}
 		return err == nil && c == want, fmt.Sprintf("%+v %v", c, err)
@@ -386,7 +387,7 @@ func TestTodayReachesOtherInstances(t *testing.T) {
 	if _, err := a.Rename(ctx, "test", "main", "home"); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, "the old name gone from memory", func() (bool, string) {
+	testkit.Eventually(t, 10*time.Second, "the old name gone from memory", func() (bool, string) {
 		_, ok := b.cache.get("main")
 		e, okNew := b.cache.get("home")
 		return !ok && okNew && e.hits == 3 && e.views == 3, fmt.Sprint(ok, okNew, e)

@@ -8,27 +8,12 @@ import (
 
 	"github.com/hitcounter/hitcounter/internal/pgproxy"
 	"github.com/hitcounter/hitcounter/internal/testdb"
+	"github.com/hitcounter/hitcounter/internal/testkit"
 )
-
-// waitUntil polls cond until it holds, failing after 10s.
-func waitUntil(t *testing.T, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		ok, seen := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no %s within 10s; last seen: %s", what, seen)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
 
 func waitListening(t *testing.T, s *Store) {
 	t.Helper()
-	waitUntil(t, "live listener", func() (bool, string) {
+	testkit.Eventually(t, 10*time.Second, "live listener", func() (bool, string) {
 		st := s.Stats()
 		return st.Listening, fmt.Sprintf("%+v", st)
 	})
@@ -39,7 +24,7 @@ func waitCount(t *testing.T, s *Store, want int64) time.Duration {
 	t.Helper()
 	start := time.Now()
 	ctx := testCtx(t)
-	waitUntil(t, fmt.Sprintf("count of %d", want), func() (bool, string) {
+	testkit.Eventually(t, 10*time.Second, fmt.Sprintf("count of %d", want), func() (bool, string) {
 		n, err := s.Count(ctx, "main")
 		return err == nil && n == want, fmt.Sprintf("%d, %v", n, err)
 	})
@@ -97,12 +82,12 @@ func TestCountsServedFromMemoryStayFresh(t *testing.T) {
 
 	// A counter created and deleted by hand.
 	execSQL(t, dbURL, "insert into counters (name, hits) values ('other', 3)")
-	waitUntil(t, "the new counter", func() (bool, string) {
+	testkit.Eventually(t, 10*time.Second, "the new counter", func() (bool, string) {
 		e, ok := b.cache.get("other")
 		return ok && e.hits == 3, fmt.Sprint(e.hits, ok)
 	})
 	execSQL(t, dbURL, "delete from counters where name = 'other'")
-	waitUntil(t, "the deleted counter gone", func() (bool, string) {
+	testkit.Eventually(t, 10*time.Second, "the deleted counter gone", func() (bool, string) {
 		_, ok := b.cache.get("other")
 		return !ok, fmt.Sprint(ok)
 	})
@@ -123,7 +108,7 @@ func TestListenerDownFallsBackAndRecovers(t *testing.T) {
 	ctx := testCtx(t)
 
 	proxy.SetDown(true)
-	waitUntil(t, "listener down", func() (bool, string) {
+	testkit.Eventually(t, 10*time.Second, "listener down", func() (bool, string) {
 		st := s.Stats()
 		return !st.Listening, fmt.Sprintf("%+v", st)
 	})

@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/hitcounter/hitcounter/internal/testdb"
+	"github.com/hitcounter/hitcounter/internal/testkit"
 	"github.com/hitcounter/hitcounter/migrations"
 )
 
@@ -366,7 +367,7 @@ func TestCloseWaitsForTheBackgroundWork(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, "the rotation waiting for the locked day", func() (bool, string) {
+	testkit.Eventually(t, 10*time.Second, "the rotation waiting for the locked day", func() (bool, string) {
 		n := countRows(t, dbURL, `select count(*) from pg_stat_activity
 			where datname = current_database() and wait_event_type = 'Lock' and query like 'insert into visitor_salts%'`)
 		return n == 1, fmt.Sprintf("%d waiting", n)

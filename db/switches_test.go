@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/hitcounter/hitcounter/internal/testdb"
+	"github.com/hitcounter/hitcounter/internal/testkit"
 )
 
 // A switch reaches every instance's memory, comes back with the counts of
@@ -28,7 +30,7 @@ func TestSwitches(t *testing.T) {
 	if _, err := a.Switch(ctx, "tester", "main", off); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, "the switches on the other instance", func() (bool, string) {
+	testkit.Eventually(t, 10*time.Second, "the switches on the other instance", func() (bool, string) {
 		c, err := b.Counts(ctx, "main")
 		return err == nil && c.Switches == off, fmt.Sprintf("%+v, %v", c.Switches, err)
 	})

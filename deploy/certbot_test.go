@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/hitcounter/hitcounter/internal/testkit"
 )
 
 // The certificate chicken-and-egg, played out with the real nginx and the
@@ -127,13 +129,10 @@ fi
 	if err := p.nginx.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for cn := servedCommonName(t, p); cn != "issued.example"; cn = servedCommonName(t, p) {
-		if time.Now().After(deadline) {
-			t.Fatalf("after the reload nginx still serves %q", cn)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	testkit.Eventually(t, 10*time.Second, "the issued certificate served after the reload", func() (bool, string) {
+		cn := servedCommonName(t, p)
+		return cn == "issued.example", cn
+	})
 }
 
 // servedCommonName is the subject of the certificate nginx presents.

@@ -81,13 +81,13 @@ func startProgram(t testing.TB, env map[string]string, args ...string) *program 
 		}
 	})
 	base := p.URL()
-	testkit.Eventually(t, 10*time.Second, base+"/healthz OK", func() bool {
+	testkit.Eventually(t, 10*time.Second, base+"/healthz OK", func() (bool, string) {
 		resp, err := http.Get(base + "/healthz")
 		if err != nil {
-			return false
+			return false, err.Error()
 		}
 		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
+		return resp.StatusCode == http.StatusOK, resp.Status
 	})
 	return &program{p, base}
 }

@@ -48,6 +48,7 @@ import (
 	"github.com/hitcounter/hitcounter/db"
 	"github.com/hitcounter/hitcounter/internal/pgproxy"
 	"github.com/hitcounter/hitcounter/internal/testdb"
+	"github.com/hitcounter/hitcounter/internal/testkit"
 	"github.com/hitcounter/hitcounter/web"
 )
 
@@ -754,7 +755,7 @@ type browserTab struct {
 func startBrowser(t *testing.T, path string) *browserTab {
 	t.Helper()
 	userData := t.TempDir() // removed after the browser has stopped (cleanups run last-in first-out)
-	out := &syncBuffer{}
+	out := &testkit.Buffer{}
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(path),
 		chromedp.UserDataDir(userData),

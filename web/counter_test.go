@@ -16,6 +16,7 @@ import (
 	"github.com/PuerkitoBio/goquery"
 
 	"github.com/hitcounter/hitcounter/internal/testdb"
+	"github.com/hitcounter/hitcounter/internal/testkit"
 	"github.com/hitcounter/hitcounter/web"
 )
 
@@ -653,17 +654,10 @@ func TestNamedCounterExactUnderConcurrency(t *testing.T) {
 // the owner's switches reach the app by notification.
 func (a *app) waitPage(t *testing.T, path, what string, check func(*http.Response, string) bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	testkit.Eventually(t, 10*time.Second, what+" at "+path, func() (bool, string) {
 		resp, body := a.do(t, "GET", path, nil, nil)
-		if check(resp, body) {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("GET %s: no %s within 10s; last: %d\n%s", path, what, resp.StatusCode, body)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return check(resp, body), fmt.Sprintf("%d\n%s", resp.StatusCode, body)
+	})
 }
 
 // The owner's switches (hitcounter counters switch): with +1 off, neither

@@ -21,6 +21,7 @@ import (
 	"github.com/hitcounter/hitcounter/db"
 	"github.com/hitcounter/hitcounter/internal/pgproxy"
 	"github.com/hitcounter/hitcounter/internal/testdb"
+	"github.com/hitcounter/hitcounter/internal/testkit"
 	"github.com/hitcounter/hitcounter/web"
 )
 
@@ -29,7 +30,7 @@ type app struct {
 	srv   *httptest.Server
 	dbURL string
 	store *db.Store
-	logs  *syncBuffer
+	logs  *testkit.Buffer
 }
 
 func newApp(t *testing.T, cfg web.Config) *app {
@@ -41,7 +42,7 @@ func newApp(t *testing.T, cfg web.Config) *app {
 // test reads directly.
 func newAppOn(t *testing.T, cfg web.Config, storeURL string) *app {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &testkit.Buffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	storeCfg := db.DefaultConfig()
 	storeCfg.Retry.InitialDelay = 5 * time.Millisecond
@@ -63,29 +64,6 @@ func newAppOn(t *testing.T, cfg web.Config, storeURL string) *app {
 		}
 	})
 	return &app{srv: srv, dbURL: storeURL, store: store, logs: logs}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) Len() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Len()
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // do sends a request and returns the response with its body read.
@@ -728,13 +706,9 @@ func TestClientGoneIsNotADatabaseFailure(t *testing.T) {
 		resp.Body.Close()
 		t.Fatalf("the request was answered (%d) although the database hangs", resp.StatusCode)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(a.logs.String(), "client_gone=true") {
-		if time.Now().After(deadline) {
-			t.Fatalf("no request line with client_gone=true within 10s:\n%s", a.logs.String())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testkit.Eventually(t, 10*time.Second, "a request line with client_gone=true", func() (bool, string) {
+		return strings.Contains(a.logs.String(), "client_gone=true"), a.logs.String()
+	})
 	for _, l := range strings.Split(a.logs.String(), "\n") {
 		if strings.Contains(l, "client_gone=true") && !strings.Contains(l, "level=DEBUG") {
 			t.Errorf("the gone client's request is logged above debug: %s", l)
@@ -766,7 +740,7 @@ func (panickingStore) Counts(context.Context, string) (db.Counts, error)        
 
 // A panic becomes a 500 page and one logged stack trace; the server lives on.
 func TestPanicRecovered(t *testing.T) {
-	logs := &syncBuffer{}
+	logs := &testkit.Buffer{}
 	log := slog.New(slog.NewTextHandler(logs, nil))
 	h, err := web.NewServer(web.Config{}, panickingStore{}, assets.FS, assets.HTMX, log)
 	if err != nil {
@@ -792,13 +766,9 @@ func TestPanicRecovered(t *testing.T) {
 
 func waitNotListening(t *testing.T, store *db.Store) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for store.Stats().Listening {
-		if time.Now().After(deadline) {
-			t.Fatal("the store's listener still up 10s after the database went down")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testkit.Eventually(t, 10*time.Second, "the store's listener down after the database", func() (bool, string) {
+		return !store.Stats().Listening, "listening"
+	})
 }
 
 // An unchanged poll costs a 304 with no body; a changed count gets a new
@@ -848,13 +818,9 @@ func TestTwoInstancesStayExactAndFresh(t *testing.T) {
 	a := newAppOn(t, web.Config{PollInterval: pollInterval}, dbURL)
 	b := newAppOn(t, web.Config{PollInterval: pollInterval}, dbURL)
 	for _, app := range []*app{a, b} {
-		deadline := time.Now().Add(10 * time.Second)
-		for !app.store.Stats().Listening {
-			if time.Now().After(deadline) {
-				t.Fatal("listener not up within 10s")
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
+		testkit.Eventually(t, 10*time.Second, "the listener up", func() (bool, string) {
+			return app.store.Stats().Listening, "not listening"
+		})
 	}
 
 	// 2 × 20 clients × 50 clicks, half on each instance.
@@ -987,7 +953,7 @@ func TestNoMethodNoAllow(t *testing.T) {
 // counts nothing.
 func TestSlowBodyIs408(t *testing.T) {
 	dbURL := testdb.NewMigrated(t)
-	logs := &syncBuffer{}
+	logs := &testkit.Buffer{}
 	log := slog.New(slog.NewTextHandler(logs, nil))
 	store, err := db.Open(dbURL, db.DefaultConfig(), log)
 	if err != nil {

@@ -25,7 +25,9 @@ func Slowloris(t *testing.T, dial func() (net.Conn, error), c *http.Client, base
 	const slow = 200
 	const clicks = 8 // within nginx's burst of clicks per client
 	s := startSlowClients(t, slow, dial)
-	Eventually(t, 20*time.Second, fmt.Sprintf("%d slow clients connected", slow), func() bool { return s.opened.Load() == slow })
+	Eventually(t, 20*time.Second, fmt.Sprintf("%d slow clients connected", slow), func() (bool, string) {
+		return s.opened.Load() == slow, fmt.Sprintf("%d connected", s.opened.Load())
+	})
 	before := hits()
 	for i := range clicks {
 		for _, r := range []struct{ method, path string }{{"GET", "/"}, {"GET", "/count"}, {"POST", "/hit"}} {
@@ -51,7 +53,9 @@ func Slowloris(t *testing.T, dial func() (net.Conn, error), c *http.Client, base
 		t.Errorf("counted %d, want %d", got-before, 2*clicks)
 	}
 	// And the slow ones do not stay: the header timeout closes each.
-	Eventually(t, 30*time.Second, "every slow client closed by the server", func() bool { return s.closed.Load() == slow })
+	Eventually(t, 30*time.Second, "every slow client closed by the server", func() (bool, string) {
+		return s.closed.Load() == slow, fmt.Sprintf("%d closed", s.closed.Load())
+	})
 }
 
 // slowClients holds connections that send a request's headers a byte at
@@ -109,17 +113,4 @@ func startSlowClients(t *testing.T, n int, dial func() (net.Conn, error)) *slowC
 		s.done.Wait()
 	})
 	return s
-}
-
-// Eventually polls cond until it holds, and fails t if it does not within
-// the time given.
-func Eventually(t testing.TB, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %s: %s", within, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }

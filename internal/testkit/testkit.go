@@ -19,6 +19,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"testing"
 	"time"
 )
 
@@ -155,6 +156,24 @@ func (p *Program) Kill() {
 	<-p.exited
 }
 
+// Eventually polls cond until it holds, and fails t if it does not within
+// the time given, with what cond last saw: the one way tests wait on a
+// condition, rather than sleeping and hoping.
+func Eventually(t testing.TB, within time.Duration, what string, cond func() (ok bool, seen string)) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		ok, seen := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s within %s; last seen: %s", what, within, seen)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // Buffer is a bytes.Buffer safe for concurrent use: a process's output.
 type Buffer struct {
 	mu sync.Mutex
@@ -171,6 +190,13 @@ func (l *Buffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// Len is how many bytes the buffer holds.
+func (l *Buffer) Len() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Len()
 }
 
 // Reset empties the buffer.
