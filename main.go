@@ -26,6 +26,7 @@ import (
 
 	"github.com/hitcounter/hitcounter/assets"
 	"github.com/hitcounter/hitcounter/db"
+	"github.com/hitcounter/hitcounter/metrics"
 	"github.com/hitcounter/hitcounter/owner"
 	"github.com/hitcounter/hitcounter/web"
 )
@@ -85,17 +86,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	}
 	ln := newConnGuard(tcp, maxConns)
 	defer ln.Close() // when run fails before serving; a second Close is harmless
-	var m *metrics
+	var m *metrics.Metrics
 	var mln net.Listener
 	if cfg.metricsAddr != "" {
 		if mln, err = net.Listen("tcp", cfg.metricsAddr); err != nil {
 			return fmt.Errorf("metrics: %w", err)
 		}
 		defer mln.Close()
-		m = newMetrics()
-		m.watchConns(ln)
+		m = metrics.New()
+		m.WatchShed(ln.shed.Load)
 		cfg.store.Observer = m
-		cfg.web.ObserveRequest = m.observeRequest
+		cfg.web.ObserveRequest = m.ObserveRequest
 	}
 
 	store, err := db.Open(cfg.databaseURL, cfg.store, log)
@@ -153,8 +154,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	}
 	var msrv *http.Server
 	if m != nil {
-		m.watchStore(store)
-		msrv = m.server()
+		m.WatchStore(store)
+		msrv = m.Server()
 		serve("metrics", msrv, mln)
 		log.Info("metrics", "addr", mln.Addr().String())
 		fmt.Fprintf(stdout, "metrics on http://%s/metrics\n", displayAddr(mln.Addr().(*net.TCPAddr)))

@@ -14,6 +14,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/hitcounter/hitcounter/internal/testdb"
+	"github.com/hitcounter/hitcounter/metrics"
 )
 
 // The metrics are served on their own address, not the app's, and a
@@ -83,13 +84,13 @@ func TestMetricsAreScraped(t *testing.T) {
 // The store's observer reaches the metrics: retries, failures by kind,
 // resolutions by outcome.
 func TestMetricsObserver(t *testing.T) {
-	m := newMetrics()
+	m := metrics.New()
 	m.Retry("increment", "body", "40001")
 	m.Failure("increment", "unavailable")
 	m.Failure("increment", "unavailable")
 	m.Resolved("committed")
 	rec := httptest.NewRecorder()
-	m.handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
 	families := parse(t, rec.Body.String())
 	for _, tt := range []struct {
 		name   string
@@ -163,8 +164,8 @@ func gaugeValue(families map[string]*dto.MetricFamily, name string) float64 {
 // What the per-request hook costs (make bench compares whole runs with
 // metrics on and off).
 func BenchmarkObserveRequest(b *testing.B) {
-	m := newMetrics()
+	m := metrics.New()
 	for b.Loop() {
-		m.observeRequest("/c/{name}/count", "GET", 200, 3*time.Millisecond)
+		m.ObserveRequest("/c/{name}/count", "GET", 200, 3*time.Millisecond)
 	}
 }

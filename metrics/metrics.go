@@ -1,4 +1,10 @@
-package main
+// Package metrics is the process's Prometheus metrics, served at /metrics
+// on their own listener (METRICS_ADDR): an operator's view, not proxied by
+// nginx nor published by compose. web and db know nothing of Prometheus:
+// web calls a hook per request (ObserveRequest), db an Observer (this
+// Metrics), and the store's running totals and pool are read at scrape
+// time. main wires it.
+package metrics
 
 import (
 	"context"
@@ -13,12 +19,8 @@ import (
 	"github.com/hitcounter/hitcounter/db"
 )
 
-// metrics are the Prometheus metrics of one process, served at /metrics on
-// their own listener (METRICS_ADDR): an operator's view, not proxied by
-// nginx nor published by compose. web and db know nothing of Prometheus:
-// web calls a hook per request, db an Observer, and the store's running
-// totals and pool are read at scrape time.
-type metrics struct {
+// Metrics are the Prometheus metrics of one process.
+type Metrics struct {
 	reg *prometheus.Registry
 
 	requests *prometheus.CounterVec
@@ -29,8 +31,9 @@ type metrics struct {
 	resolved *prometheus.CounterVec
 }
 
-func newMetrics() *metrics {
-	m := &metrics{
+// New makes the metrics, with Go's and the process's own.
+func New() *Metrics {
+	m := &Metrics{
 		reg: prometheus.NewRegistry(),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "hitcounter_http_requests_total",
@@ -64,45 +67,47 @@ func newMetrics() *metrics {
 	return m
 }
 
-// observeRequest is web's per-request hook.
-func (m *metrics) observeRequest(route, method string, status int, d time.Duration) {
+// ObserveRequest is web's per-request hook.
+func (m *Metrics) ObserveRequest(route, method string, status int, d time.Duration) {
 	m.requests.WithLabelValues(route, method, strconv.Itoa(status)).Inc()
 	m.duration.WithLabelValues(route).Observe(d.Seconds())
 }
 
 // The db.Observer.
 
-func (m *metrics) Batch(size int) { m.batch.Observe(float64(size)) }
-func (m *metrics) Retry(op, phase, sqlstate string) {
+func (m *Metrics) Batch(size int) { m.batch.Observe(float64(size)) }
+func (m *Metrics) Retry(op, phase, sqlstate string) {
 	m.retries.WithLabelValues(op, phase, sqlstate).Inc()
 }
-func (m *metrics) Failure(op, kind string) { m.failures.WithLabelValues(op, kind).Inc() }
-func (m *metrics) Resolved(outcome string) { m.resolved.WithLabelValues(outcome).Inc() }
+func (m *Metrics) Failure(op, kind string) { m.failures.WithLabelValues(op, kind).Inc() }
+func (m *Metrics) Resolved(outcome string) { m.resolved.WithLabelValues(outcome).Inc() }
 
-// watchStore adds the store's running totals, its listener and its pool,
+// WatchStore adds the store's running totals, its listener and its pool,
 // read at every scrape.
-func (m *metrics) watchStore(store *db.Store) {
+func (m *Metrics) WatchStore(store *db.Store) {
 	m.reg.MustRegister(storeCollector{store})
 }
 
-// watchConns adds the connections closed at MAX_CONNS: the one sign that
-// the limit is reached, and that clients reconnect more than they would.
-func (m *metrics) watchConns(g *connGuard) {
+// WatchShed adds the connections closed at MAX_CONNS, read from shed at
+// every scrape: the one sign that the limit is reached, and that clients
+// reconnect more than they would.
+func (m *Metrics) WatchShed(shed func() int64) {
 	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "hitcounter_http_conns_shed_total",
 		Help: "Idle client connections closed to make room for a new one at MAX_CONNS.",
-	}, func() float64 { return float64(g.shed.Load()) }))
+	}, func() float64 { return float64(shed()) }))
 }
 
-func (m *metrics) handler() http.Handler {
+// Handler serves the metrics in Prometheus's text format.
+func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
 }
 
-// server serves /metrics, on a listener of its own. A scrape is short, so
+// Server serves /metrics, on a listener of its own. A scrape is short, so
 // are its timeouts.
-func (m *metrics) server() *http.Server {
+func (m *Metrics) Server() *http.Server {
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", m.handler())
+	mux.Handle("GET /metrics", m.Handler())
 	return &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, WriteTimeout: 10 * time.Second, IdleTimeout: time.Minute}
 }
 
