@@ -25,7 +25,7 @@ type outage struct {
 	total       int // since the outage began
 }
 
-// failed records a final failure for want of the database, and says at
+// outageFailed records a final failure for want of the database, and says at
 // which level to log it.
 func (s *Store) outageFailed(ctx context.Context, op string) slog.Level {
 	o := &s.outage

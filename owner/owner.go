@@ -162,7 +162,7 @@ func (sub subcommand) minMaxArgs() (minArgs, maxArgs int) {
 // the front page down.
 const frontPageCounter = db.MainCounter
 
-// countersCmd is one parsed and validated invocation: everything is
+// command is one parsed and validated invocation: everything is
 // checked, and an import's file read, before the database is touched.
 type command struct {
 	sub         string
