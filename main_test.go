@@ -128,19 +128,8 @@ func waitHealthy(t testing.TB, base string) {
 // get GETs url as a browser would.
 func get(t *testing.T, url string) (int, string) {
 	t.Helper()
-	c := &http.Client{Timeout: 10 * time.Second}
-	req, err := http.NewRequest(http.MethodGet, url, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("User-Agent", testkit.BrowserUA)
-	resp, err := c.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	resp, body := testkit.Do(t, &http.Client{Timeout: 10 * time.Second}, http.MethodGet, url, nil, map[string]string{"User-Agent": testkit.BrowserUA})
+	return resp.StatusCode, body
 }
 
 // The whole program: configuration from the environment, migration at

@@ -3,6 +3,7 @@ package deploy
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"os"
@@ -19,6 +20,7 @@ import (
 	"github.com/hitcounter/hitcounter/db"
 	"github.com/hitcounter/hitcounter/internal/pgcluster"
 	"github.com/hitcounter/hitcounter/internal/testdb"
+	"github.com/hitcounter/hitcounter/internal/testkit"
 )
 
 // The restore drill, without Docker: PostgreSQL archiving its WAL with
@@ -147,6 +149,25 @@ func TestBackupRestoreDrill(t *testing.T) {
 	backupTook := time.Since(began)
 	close(stop)
 	wg.Wait()
+	// pgBackRest keeps the backup's stop time in whole seconds, and a
+	// point in time must come after it: the clicks below start once the
+	// clock has left that second (CI once chose a moment 0.1 s before it).
+	var info []struct {
+		Backup []struct {
+			Timestamp struct{ Stop int64 } `json:"timestamp"`
+		} `json:"backup"`
+	}
+	out := pgbackrest("--output=json", "info")
+	if i, j := strings.Index(out, "["), strings.LastIndex(out, "]"); i >= 0 && j > i {
+		out = out[i : j+1] // without the console's log lines, if any
+	}
+	if err := json.Unmarshal([]byte(out), &info); err != nil || len(info) == 0 || len(info[0].Backup) == 0 {
+		t.Fatalf("pgbackrest info: %v %+v", err, info)
+	}
+	backupStop := info[0].Backup[len(info[0].Backup)-1].Timestamp.Stop
+	testkit.Eventually(t, 5*time.Second, "the clock past the backup's stop second", func() (bool, string) {
+		return time.Now().Unix() > backupStop, fmt.Sprintf("now %d, stop %d", time.Now().Unix(), backupStop)
+	})
 	if last == 0 {
 		t.Fatal("no click was counted during the backup")
 	}

@@ -131,23 +131,8 @@ type answer struct {
 
 func send(t *testing.T, c *http.Client, method, url string, body io.Reader, header map[string]string) answer {
 	t.Helper()
-	req, err := http.NewRequest(method, url, body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for k, v := range header {
-		req.Header.Set(k, v)
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, url, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return answer{resp, string(b)}
+	resp, b := testkit.Do(t, c, method, url, body, header)
+	return answer{resp, b}
 }
 
 // appRequests are the request log lines of the app, decoded.

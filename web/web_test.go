@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -69,35 +70,20 @@ func newAppOn(t *testing.T, cfg web.Config, storeURL string) *app {
 // do sends a request and returns the response with its body read.
 func (a *app) do(t *testing.T, method, path string, body io.Reader, header map[string]string) (*http.Response, string) {
 	t.Helper()
-	req, err := http.NewRequest(method, a.srv.URL+path, body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("User-Agent", browserUA)
-	for k, v := range header {
-		req.Header.Set(k, v)
-	}
+	h := map[string]string{"User-Agent": browserUA}
+	maps.Copy(h, header)
 	client := &http.Client{
 		Timeout:       10 * time.Second,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
-	resp, err := client.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatalf("%s %s: read body: %v", method, path, err)
-	}
-	return resp, string(b)
+	return testkit.Do(t, client, method, a.srv.URL+path, body, h)
 }
 
 var htmx = map[string]string{"HX-Request": "true"}
 
 // browserUA is a desktop browser's User-Agent: requests with Go's own are
 // crawlers' to the bot detection, and count apart from views.
-const browserUA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"
+const browserUA = testkit.BrowserUA
 
 func parse(t *testing.T, body string) *goquery.Document {
 	t.Helper()

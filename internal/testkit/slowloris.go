@@ -11,10 +11,6 @@ import (
 	"time"
 )
 
-// BrowserUA is a desktop browser's User-Agent: the app counts Go's own as
-// a crawler's, apart from views.
-const BrowserUA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"
-
 // Slowloris checks that slow clients cannot starve the others: with 200
 // connections made by dial sending a request's headers a byte at a time,
 // an ordinary visitor (c at base) has its pages, polls and clicks answered
