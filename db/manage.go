@@ -78,27 +78,39 @@ type Change struct {
 	Before, After *Snapshot
 }
 
+// MaxTotal is the most a counter's total, or one day's figure, may be:
+// 2^53 - 1, the largest integer a JSON reader in a browser (the API's)
+// holds exactly, and far enough from int64's end that no sum of two
+// wraps. Migration 006 holds the schema to it as well.
+const MaxTotal = 1<<53 - 1
+
 // CheckTotal is the rule for a counter's total, which callers check
 // before they connect.
 func CheckTotal(total int64) error {
-	if total < 0 {
-		return fmt.Errorf("total %d: %w: must be ≥ 0", total, ErrInvalid)
+	if total < 0 || total > MaxTotal {
+		return fmt.Errorf("total %d: %w: must be between 0 and %d", total, ErrInvalid, int64(MaxTotal))
 	}
 	return nil
 }
 
-// CheckDays is the rule for imported days: each day once, no figure
-// below zero.
+// CheckDays is the rule for imported days: each day once, every figure
+// between 0 and MaxTotal, and their views adding up to at most MaxTotal.
 func CheckDays(days []Day) error {
 	seen := make(map[time.Time]bool, len(days))
+	var views int64
 	for _, d := range days {
 		k := d.Day.Format(time.DateOnly)
 		if seen[d.Day] {
 			return fmt.Errorf("day %s: %w: given twice", k, ErrInvalid)
 		}
 		seen[d.Day] = true
-		if d.Views < 0 || d.Visitors < 0 || d.Bots < 0 || d.Filtered < 0 {
-			return fmt.Errorf("day %s: %w: figures must be ≥ 0", k, ErrInvalid)
+		for _, n := range []int64{d.Views, d.Visitors, d.Bots, d.Filtered} {
+			if n < 0 || n > MaxTotal {
+				return fmt.Errorf("day %s: %w: figures must be between 0 and %d", k, ErrInvalid, int64(MaxTotal))
+			}
+		}
+		if views += d.Views; views > MaxTotal { // each ≤ MaxTotal: the sum cannot wrap first
+			return fmt.Errorf("day %s: %w: the days' views add up to more than %d", k, ErrInvalid, int64(MaxTotal))
 		}
 	}
 	return nil
@@ -253,11 +265,17 @@ func (s *Store) Import(ctx context.Context, actor, name string, days []Day, tota
 			if err != nil {
 				return nil, err
 			}
-			added += d.Views - replaced
+			// The days' views are at most MaxTotal in all (CheckDays); the
+			// replaced ones, as psql may have left them, only lower it:
+			// below -MaxTotal the total is 0 either way, so it stops there.
+			added = max(added+d.Views-replaced, -MaxTotal)
 		}
 		newTotal := max(old.Total+added, 0)
 		if total != nil {
 			newTotal = *total
+		}
+		if newTotal > MaxTotal {
+			return nil, fmt.Errorf("import into %q: %w: it would take the total from %d to %d, past %d", name, ErrInvalid, old.Total, newTotal, int64(MaxTotal))
 		}
 		// Always an update, so the counter's notification carries the days.
 		if _, err := tx.Exec(ctx, `update counters set hits = $2, updated_at = now() where name = $1`, name, newTotal); err != nil {

@@ -252,7 +252,7 @@ func TestCountersCreate(t *testing.T) {
 		{"too long", []string{"create", strings.Repeat("a", 64)}, []string{"counter name", "1 to 63 characters"}},
 		{"empty", []string{"create", ""}, []string{`counter name ""`}},
 		{"leading dash after --", []string{"create", "--", "-blog"}, []string{`counter name "-blog"`}},
-		{"negative total", []string{"create", "neg", "-total", "-5"}, []string{"total -5", "≥ 0"}},
+		{"negative total", []string{"create", "neg", "-total", "-5"}, []string{"total -5", "between 0 and 9007199254740991"}},
 		{"no name", []string{"create"}, []string{"usage: hitcounter counters create NAME"}},
 		{"two names", []string{"create", "x", "y"}, []string{"usage"}},
 	}
@@ -324,7 +324,7 @@ func TestCountersSet(t *testing.T) {
 		args []string
 		want []string
 	}{
-		{"negative", []string{"set", "blog", "-5", "-yes"}, []string{"total -5", "must be ≥ 0"}},
+		{"negative", []string{"set", "blog", "-5", "-yes"}, []string{"total -5", "must be between 0 and 9007199254740991"}},
 		{"negative after --", []string{"set", "-yes", "--", "blog", "-5"}, []string{"total -5"}},
 		{"not a number", []string{"set", "blog", "lots", "-yes"}, []string{`total "lots"`, "whole number"}},
 		{"no total", []string{"set", "blog", "-yes"}, []string{"usage: hitcounter counters set NAME TOTAL"}},
@@ -767,6 +767,24 @@ func TestCountersImportIntoExisting(t *testing.T) {
 
 // A bad file is refused as a whole, naming where it is wrong, before any
 // change.
+// An import that would take an existing counter's total past db.MaxTotal
+// is refused, with or without -yes, and changes nothing: it used to wrap.
+func TestCountersImportCannotWrap(t *testing.T) {
+	t.Parallel()
+	dbURL := testdb.NewMigrated(t)
+	seedCounter(t, dbURL, "blog", 1200)
+	before := dbState(t, dbURL)
+	in := "day,views\n2024-03-01,9007199254740000\n"
+	for _, args := range [][]string{{"import", "blog", "-"}, {"import", "blog", "-", "-yes"}} {
+		wantRefused(t, dbURL, in, args, "9007199254741200", "9007199254740991")
+		wantUnchanged(t, dbURL, before)
+	}
+	for _, args := range [][]string{{"set", "blog", "9007199254740992", "-yes"}, {"create", "big", "-total", "9223372036854775807"}} {
+		wantRefused(t, dbURL, "", args, "between 0 and 9007199254740991")
+		wantUnchanged(t, dbURL, before)
+	}
+}
+
 func TestCountersImportBadFile(t *testing.T) {
 	t.Parallel()
 	dbURL := testdb.NewMigrated(t)
@@ -780,7 +798,10 @@ func TestCountersImportBadFile(t *testing.T) {
 		want   []string
 	}{
 		{"bad date", "csv", h + "2024-03-01,1,1,0,0\n2024-02-30,1,1,0,0\n", []string{"line 3", `day "2024-02-30"`, "YYYY-MM-DD"}},
-		{"negative views", "csv", h + "2024-03-01,-1,1,0,0\n", []string{"line 2", `views "-1"`, "≥ 0"}},
+		{"negative views", "csv", h + "2024-03-01,-1,1,0,0\n", []string{"line 2", `views "-1"`, "from 0 to 9007199254740991"}},
+		{"views past the bound", "csv", h + "2024-03-01,9223372036854775807,0,0,0\n", []string{"line 2", `views "9223372036854775807"`, "from 0 to 9007199254740991"}},
+		{"days adding up past the bound", "csv", h + "2024-03-01,5000000000000000,0,0,0\n2024-03-02,5000000000000000,0,0,0\n", []string{"the days' views add up to more than 9007199254740991"}},
+		{"total past the bound", "csv", "# total,9223372036854775807\n" + h, []string{"line 1", "between 0 and 9007199254740991"}},
 		{"not a number", "csv", h + "2024-03-01,1,1,0,0\n2024-03-02,1,1,x,0\n", []string{"line 3", `bots "x"`}},
 		{"fraction", "csv", h + "2024-03-01,1.5,1,0,0\n", []string{"line 2", `views "1.5"`}},
 		{"duplicate day", "csv", h + "2024-03-01,1,1,0,0\n2024-03-02,1,1,0,0\n2024-03-01,2,2,0,0\n", []string{"line 4", "2024-03-01", "given twice, first at line 2"}},
@@ -795,11 +816,11 @@ func TestCountersImportBadFile(t *testing.T) {
 		{"row wider than the header", "csv", "day,views\n2024-03-01,1,1,0,0\n", []string{"line 2", "5 fields, want 2 (day,views)"}},
 		{"total without comma", "csv", "# total 20000\n" + h, []string{"line 1", `"# total 20000"`, "want # total,N"}},
 		{"total not a number", "csv", h + "# total,lots\n", []string{"line 2", `"# total,lots"`}},
-		{"negative total", "csv", "# total,-5\n" + h, []string{"line 1", "≥ 0"}},
+		{"negative total", "csv", "# total,-5\n" + h, []string{"line 1", "between 0 and 9007199254740991"}},
 		{"two totals", "csv", "# total,5\n# total,6\n" + h, []string{"line 2", "a second total, after line 1's"}},
 		{"bad day after a total", "csv", "# total,5\n" + h + "2024-03-01,1,1,0,0\nnope,1,1,0,0\n", []string{"line 4", `day "nope"`}},
 		{"bad quoting", "csv", h + "2024-03-01,\"1,1,0,0\n", []string{"line 2"}},
-		{"json negative", "json", `{"total":5,"days":[{"day":"2024-03-01","views":-2}]}`, []string{"days[0]", "views", "≥ 0"}},
+		{"json negative", "json", `{"total":5,"days":[{"day":"2024-03-01","views":-2}]}`, []string{"days[0]", "views", "from 0 to 9007199254740991"}},
 		{"json duplicate", "json", `{"days":[{"day":"2024-03-01"},{"day":"2024-03-01"}]}`, []string{"days[1]", "given twice, first at days[0]"}},
 		{"json total a string", "json", `{"total":"20000","days":[]}`, []string{`import stdin: "total" must be a whole number, not a string`}},
 		{"json fraction", "json", `{"days":[{"day":"2024-03-01","views":1.5}]}`, []string{`import stdin: "days[0].views" must be a whole number, not 1.5`}},

@@ -161,8 +161,8 @@ func parseDay(where, day string, figures [4]string, today time.Time) (db.Day, er
 	ptrs := [4]*int64{&out.Views, &out.Visitors, &out.Bots, &out.Filtered}
 	for i, s := range figures {
 		n, err := strconv.ParseInt(s, 10, 64)
-		if err != nil || n < 0 {
-			return db.Day{}, fmt.Errorf("%s: %s %q: %w: want a whole number ≥ 0", where, figureNames[i], s, db.ErrInvalid)
+		if err != nil || n < 0 || n > db.MaxTotal {
+			return db.Day{}, fmt.Errorf("%s: %s %q: %w: want a whole number from 0 to %d", where, figureNames[i], s, db.ErrInvalid, int64(db.MaxTotal))
 		}
 		*ptrs[i] = n
 	}
@@ -278,8 +278,8 @@ func parseCSVTotal(data []byte) (*int64, error) {
 		name, n, _ := strings.Cut(strings.TrimRight(body, ", "), ",")
 		v, err := strconv.ParseInt(strings.TrimSpace(n), 10, 64)
 		switch {
-		case !strings.EqualFold(strings.TrimSpace(name), "total") || err != nil || v < 0:
-			return nil, fmt.Errorf("line %d: %q: %w: want %s,N with N a whole number ≥ 0", i+1, line, db.ErrInvalid, csvTotal)
+		case !strings.EqualFold(strings.TrimSpace(name), "total") || err != nil || db.CheckTotal(v) != nil:
+			return nil, fmt.Errorf("line %d: %q: %w: want %s,N with N a whole number between 0 and %d", i+1, line, db.ErrInvalid, csvTotal, int64(db.MaxTotal))
 		case total != nil:
 			return nil, fmt.Errorf("line %d: %w: a second total, after line %d's", i+1, db.ErrInvalid, first)
 		}
@@ -404,7 +404,11 @@ func (c *command) importDays(ctx context.Context, store *db.Store, stdout io.Wri
 		case err != nil:
 			return err
 		default:
-			return refuse(c.importPreview(now.Total, days), "-yes")
+			what, newTotal := c.importPreview(now.Total, days)
+			if newTotal > db.MaxTotal {
+				return fmt.Errorf("%s: %w: a total is at most %d", what, db.ErrInvalid, int64(db.MaxTotal))
+			}
+			return refuse(what, "-yes")
 		}
 	}
 	done, err := store.Import(ctx, c.actor, c.name, c.days, c.fileTotal)
@@ -422,7 +426,7 @@ func (c *command) importDays(ctx context.Context, store *db.Store, stdout io.Wri
 }
 
 // importPreview says what an import into an existing counter would do.
-func (c *command) importPreview(total int64, days []db.Day) string {
+func (c *command) importPreview(total int64, days []db.Day) (what string, newTotal int64) {
 	have := map[time.Time]int64{}
 	for _, d := range days {
 		have[d.Day] = d.Views
@@ -433,12 +437,14 @@ func (c *command) importPreview(total int64, days []db.Day) string {
 			replaced++
 			added -= v
 		}
-		added += d.Views
+		// As the store counts it: the file's views are at most MaxTotal in
+		// all, and below -MaxTotal the total is 0 either way.
+		added = max(added+d.Views, -db.MaxTotal)
 	}
-	newTotal := max(total+added, 0)
+	newTotal = max(total+added, 0)
 	if c.fileTotal != nil {
 		newTotal = *c.fileTotal
 	}
 	return fmt.Sprintf("import into %s, which exists, would write %s (replacing %d of its %s) and take its total from %d to %d",
-		c.name, plural(int64(len(c.days)), "day row"), replaced, plural(int64(len(days)), "day row"), total, newTotal)
+		c.name, plural(int64(len(c.days)), "day row"), replaced, plural(int64(len(days)), "day row"), total, newTotal), newTotal
 }
