@@ -155,7 +155,7 @@ func flags(c *config, fs *flag.FlagSet) (envOf map[string]string) {
 	str(&c.logLevel, "log-level", "LOG_LEVEL", "info", "debug, info, warn or error")
 	str(&c.logFormat, "log-format", "LOG_FORMAT", "text", "text or json")
 	str(&c.clientIPHeader, "client-ip-header", "CLIENT_IP_HEADER", "", "header a trusted reverse proxy sets to the client IP, e.g. X-Real-IP; empty when exposed directly")
-	str(&c.trustedProxies, "trusted-proxies", "TRUSTED_PROXIES", "", "comma-separated CIDRs allowed to set the client IP header and X-Forwarded-Proto; empty trusts any peer when -client-ip-header is set, none otherwise")
+	str(&c.trustedProxies, "trusted-proxies", "TRUSTED_PROXIES", "", "comma-separated CIDRs allowed to set the client IP header and X-Forwarded-Proto; required with -client-ip-header")
 	str(&c.timezone, "timezone", "TIMEZONE", "UTC", "IANA timezone of \"today\" for day rows and visitors, e.g. Europe/Berlin")
 	fs.BoolVar(&c.store.AutoCreate, "auto-create", false, "a hit of an unknown counter name creates it, up to -max-counters ($AUTO_CREATE)")
 	envOf["auto-create"] = "AUTO_CREATE"
@@ -216,6 +216,12 @@ func (c *config) validate() error {
 	}
 	if c.web.TrustedProxies, err = prefixes("trusted proxy", c.trustedProxies); err != nil {
 		return err
+	}
+	if c.clientIPHeader != "" && len(c.web.TrustedProxies) == 0 {
+		// Believed from every peer, the header lets any client invent
+		// visitors and slip past BURST_LIMIT.
+		return fmt.Errorf("CLIENT_IP_HEADER is %s but TRUSTED_PROXIES is empty: any client could set it; "+
+			"list the proxy's addresses, e.g. TRUSTED_PROXIES=127.0.0.1/32", c.clientIPHeader)
 	}
 	if c.web.NotCounted, err = prefixes("not-counted network", c.notCounted); err != nil {
 		return err

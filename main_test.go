@@ -221,6 +221,7 @@ func TestRunRejectsBadConfiguration(t *testing.T) {
 		{"bad log level", map[string]string{"DATABASE_URL": good, "LOG_LEVEL": "loud"}, nil, "log level"},
 		{"bad database URL", map[string]string{"DATABASE_URL": "postgres://u:secret@[::1"}, nil, "invalid database URL"},
 		{"bad trusted proxy", map[string]string{"DATABASE_URL": good, "CLIENT_IP_HEADER": "X-Real-IP", "TRUSTED_PROXIES": "10.0.0.0/99"}, nil, "trusted proxy"},
+		{"client IP header from anyone", map[string]string{"DATABASE_URL": good, "CLIENT_IP_HEADER": "X-Real-IP"}, nil, "TRUSTED_PROXIES is empty"},
 		{"bad timezone", map[string]string{"DATABASE_URL": good, "TIMEZONE": "Mars/Olympus"}, nil, "timezone"},
 		{"local timezone", map[string]string{"DATABASE_URL": good, "TIMEZONE": "Local"}, nil, "timezone"},
 		{"bad not-counted network", map[string]string{"DATABASE_URL": good, "NOT_COUNTED": "192.0.2.0/24, office"}, nil, "not-counted network \"office\""},
