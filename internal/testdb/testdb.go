@@ -100,13 +100,22 @@ func Migrate(t testing.TB, dbURL string) string {
 // test; the connection closes when the test ends, or earlier by the caller.
 func Connect(t testing.TB, dbURL string) *pgx.Conn {
 	t.Helper()
+	conn := connect(t, dbURL)
+	t.Cleanup(func() { _ = conn.Close(context.Background()) })
+	return conn
+}
+
+// connect is Connect for a caller that closes the connection itself at
+// once: Hits and Exec, which tests call in polling loops, where a
+// cleanup per call would pile up until the test ends.
+func connect(t testing.TB, dbURL string) *pgx.Conn {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	conn, err := pgx.Connect(ctx, dbURL)
 	if err != nil {
 		t.Fatalf("connect: %v", err)
 	}
-	t.Cleanup(func() { _ = conn.Close(context.Background()) })
 	return conn
 }
 
@@ -115,7 +124,7 @@ func Hits(t testing.TB, dbURL, name string) int64 {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	conn := Connect(t, dbURL)
+	conn := connect(t, dbURL)
 	defer conn.Close(context.Background())
 	var n int64
 	if err := conn.QueryRow(ctx, "select hits from counters where name = $1", name).Scan(&n); err != nil {
@@ -144,7 +153,7 @@ func Exec(t testing.TB, dbURL, sql string, args ...any) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	conn := Connect(t, dbURL)
+	conn := connect(t, dbURL)
 	defer conn.Close(context.Background())
 	if _, err := conn.Exec(ctx, sql, args...); err != nil {
 		t.Fatalf("%s: %v", sql, err)
