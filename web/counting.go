@@ -3,10 +3,6 @@ package web
 import (
 	"net/http"
 	"net/netip"
-	"sync"
-	"time"
-
-	useragent "github.com/medama-io/go-useragent"
 
 	"github.com/hitcounter/hitcounter/db"
 )
@@ -59,59 +55,4 @@ func (s *server) view(r *http.Request, counter string) (db.Counts, error) {
 func dontCount(r *http.Request) bool {
 	c, err := r.Cookie(dontCountCookie)
 	return err == nil && c.Value == "1"
-}
-
-// botDetector tells crawlers by their User-Agent, with the maintained list
-// of github.com/medama-io/go-useragent.
-type botDetector struct{ p *useragent.Parser }
-
-func newBotDetector() *botDetector { return &botDetector{p: useragent.NewParser()} }
-
-func (b *botDetector) isBot(ua string) bool { return b.p.Parse(ua).IsBot() }
-
-// burstCap lets one client IP count at most limit views per counter per
-// window (fixed windows: the map is dropped when a window ends, so memory
-// is bounded by one window's clients). Per instance: with several
-// instances, each applies the cap to the requests it serves.
-type burstCap struct {
-	limit  int
-	window time.Duration
-	now    func() time.Time
-
-	mu    sync.Mutex
-	start time.Time
-	seen  map[burstKey]int
-}
-
-type burstKey struct {
-	counter string
-	ip      netip.Addr
-}
-
-// maxBurstKeys bounds the map within a window; clients beyond it are not
-// capped until the next window (failing open: a flood of distinct
-// addresses is a different attack, for the proxy's limits).
-const maxBurstKeys = 100_000
-
-func newBurstCap(limit int, window time.Duration) *burstCap {
-	return &burstCap{limit: limit, window: window, now: time.Now, seen: map[burstKey]int{}}
-}
-
-func (b *burstCap) allow(counter string, ip netip.Addr) bool {
-	if b.limit <= 0 {
-		return true
-	}
-	now := b.now()
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if now.Sub(b.start) >= b.window {
-		b.start, b.seen = now, map[burstKey]int{}
-	}
-	k := burstKey{counter, ip}
-	n, ok := b.seen[k]
-	if !ok && len(b.seen) >= maxBurstKeys {
-		return true
-	}
-	b.seen[k] = n + 1
-	return n < b.limit
 }
