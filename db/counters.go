@@ -85,16 +85,17 @@ func (s *Store) Record(ctx context.Context, name string, h Hit) (Counts, error) 
 // counter take their locks in the same order. count(*) counts the rows
 // this statement inserted, not the table.
 //
-// $1 name, $2 day, $3 views, $4 bots, $5 filtered, $6 visitor hashes
-// (distinct), $7 the marker.
+// $1 name, $2 day, $3 views, $4 bots, $5 filtered, $6 the visitors'
+// HMACs under the day's salt (distinct; bound here to the counter's id,
+// see visitors.go), $7 the marker.
 const incrementSQL = `with m as (
 	insert into commit_markers (id) values ($7)
 ), c as (
 	update counters set hits = hits + $3, updated_at = now() where name = $1
-	returning hits, version, updated_at, not plus_one as no_plus_one, not page as no_page
+	returning id, hits, version, updated_at, not plus_one as no_plus_one, not page as no_page
 ), v as (
 	insert into visitors (counter, day, hash)
-	select $1, $2, h from unnest($6::bytea[]) h where exists (select from c)
+	select $1, $2, substr(sha256(int8send(c.id) || h), 1, 16) from c, unnest($6::bytea[]) h
 	on conflict do nothing
 	returning 1
 ), d as (
@@ -143,7 +144,7 @@ func (s *Store) add(ctx context.Context, name string, hits []Hit) ([]Counts, err
 		views++
 		if h.Visitor != "" && !seen[h.Visitor] {
 			seen[h.Visitor] = true
-			visitors = append(visitors, visitorHash(salt, name, h.Visitor))
+			visitors = append(visitors, visitorHash(salt, h.Visitor))
 		}
 	}
 

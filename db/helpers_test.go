@@ -122,8 +122,8 @@ func newStoreWith(t testing.TB, dbURL string, cfg Config) (*Store, *logSink) {
 		t.Fatalf("Open: %v", err)
 	}
 	t.Cleanup(s.Close)
-	// Make today's visitor salt now, so a fault a test arms hits the
-	// test's own statement, not the day's first salt transaction. Tests of
+	// Get today's visitor salt now, so a fault a test arms hits the
+	// test's own statement, not the day's salt transaction. Tests of
 	// a server that is down or not migrated have no salt to make.
 	_, _ = s.salt(testCtx(t), s.Today())
 	return s, sink

@@ -263,9 +263,11 @@ func (s *Store) listenOnce(ctx context.Context, cfg *pgx.ConnConfig, up func()) 
 	}()
 	// Subscribe first, then load: a change committed in between is in the
 	// load or in a notification (or both; versions sort that out).
-	if _, err := conn.Exec(setup, "listen "+notifyChannel); err != nil {
+	if _, err := conn.Exec(setup, "listen "+notifyChannel+"; listen "+saltsChannel); err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
+	s.salts.listening(conn.PgConn().PID())
+	defer s.salts.listening(0)
 	rows, err := conn.Query(setup, selectCounters)
 	if err != nil {
 		return fmt.Errorf("load counts: %w", err)
@@ -293,7 +295,7 @@ func (s *Store) listenOnce(ctx context.Context, cfg *pgx.ConnConfig, up func()) 
 			return err
 		}
 		if n != nil {
-			if err := s.notified(n.Payload); err != nil {
+			if err := s.notified(ctx, n); err != nil {
 				return err
 			}
 			continue
@@ -315,7 +317,7 @@ func (s *Store) listenOnce(ctx context.Context, cfg *pgx.ConnConfig, up func()) 
 			if n == nil {
 				break
 			}
-			if err := s.notified(n.Payload); err != nil {
+			if err := s.notified(ctx, n); err != nil {
 				r.end(false)
 				return err
 			}
@@ -370,10 +372,16 @@ type notification struct {
 	NoPage    bool `json:"no_page"`
 }
 
-// notified applies a notification. One it cannot read fails the listener:
+// notified applies a notification of a counter, or hands one about the
+// visitor salt to visitors.go. One of a counter it cannot read fails the listener:
 // memory would lack a change, and a name it lacks would be wrongly not
 // found; reconnecting reloads every count.
-func (s *Store) notified(payload string) error {
+func (s *Store) notified(ctx context.Context, msg *pgconn.Notification) error {
+	if msg.Channel == saltsChannel {
+		s.saltNotified(ctx, msg.Payload)
+		return nil
+	}
+	payload := msg.Payload
 	var n notification
 	err := json.Unmarshal([]byte(payload), &n)
 	if err == nil && n.Name == "" {

@@ -137,7 +137,7 @@ func Open(databaseURL string, cfg Config, log *slog.Logger) (*Store, error) {
 	}
 	s := &Store{pool: pool, cfg: cfg, log: log, schema: schema, cache: newCache()}
 	s.lateCtx, s.lateStop = context.WithCancel(context.Background())
-	s.salts.making = make(chan struct{}, 1)
+	s.salts.init()
 	if !cfg.OnePerHit {
 		s.batches = newBatcher(s.add, cfg.MaxBatch, cfg.MaxQueued)
 	}

@@ -345,20 +345,16 @@ func TestCloseWaitsForTheBackgroundWork(t *testing.T) {
 	// Not parallel: it looks at every goroutine of the test binary, and
 	// parallel tests start only once the sequential ones are done.
 	dbURL := testdb.NewMigrated(t)
-	// A moment before midnight: the rotation makes the new day's salt in a
-	// second, and finds that day's row locked by an open transaction.
+	// A moment before midnight: the rotation gets the new day's salt in a
+	// second, and finds its advisory lock held by another session.
 	midnight := time.Date(2030, 1, 2, 0, 0, 0, 0, time.UTC)
 	conn := connect(t, dbURL)
 	ctx := testCtx(t)
-	tx, err := conn.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := tx.Exec(ctx, "insert into visitor_salts (day, salt) values ($1, $2)", midnight, make([]byte, 32)); err != nil {
+	if _, err := conn.Exec(ctx, "select pg_advisory_lock($1)", saltLock); err != nil {
 		t.Fatal(err)
 	}
 	offset := midnight.Add(-100 * time.Millisecond).Sub(time.Now())
-	obs := &slowObserver{op: "rotate visitor salt", entered: make(chan struct{})}
+	obs := &slowObserver{op: "get visitor salt", entered: make(chan struct{})}
 	cfg := DefaultConfig()
 	cfg.Retry, cfg.Observer = fastPolicy(), obs
 	cfg.Now = func() time.Time { return time.Now().Add(offset) }
@@ -367,9 +363,9 @@ func TestCloseWaitsForTheBackgroundWork(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	testkit.Eventually(t, 10*time.Second, "the rotation waiting for the locked day", func() (bool, string) {
+	testkit.Eventually(t, 10*time.Second, "the rotation waiting for the salt's lock", func() (bool, string) {
 		n := countRows(t, dbURL, `select count(*) from pg_stat_activity
-			where datname = current_database() and wait_event_type = 'Lock' and query like 'insert into visitor_salts%'`)
+			where datname = current_database() and wait_event_type = 'Lock' and query like 'select pg_advisory_xact_lock%'`)
 		return n == 1, fmt.Sprintf("%d waiting", n)
 	})
 
@@ -401,7 +397,7 @@ func backgroundGoroutines() []string {
 	}
 	var out []string
 	for g := range strings.SplitSeq(string(buf), "\n\n") {
-		for _, loop := range []string{"listen", "rotateDaily", "pruneMarkers"} {
+		for _, loop := range []string{"listen", "rotateDaily", "pruneMarkers", "answerSalt"} {
 			if strings.Contains(g, "/db.(*Store)."+loop+"(") {
 				out = append(out, g)
 			}
