@@ -35,6 +35,11 @@ type Hit struct {
 	// until its hit is written, as an HMAC under the day's random salt
 	// (visitors.go). Empty: the view counts, but no visitor.
 	Visitor string
+	// MayCreate is asked, with auto-creation on, before this view creates
+	// its unknown counter (the web asks a per-client limit); false: it does
+	// not, and the counter is not found. nil: it may. A bot or a filtered
+	// view never creates.
+	MayCreate func() bool
 }
 
 // MainCounter is the counter migration 001 creates, whose page is the
@@ -117,15 +122,27 @@ select c.hits, c.version, c.updated_at, d.views, d.visitors, d.bots, d.filtered,
 // is resolved by the retry loop. An unknown counter is created first when
 // auto-creation is on.
 func (s *Store) add(ctx context.Context, name string, hits []Hit) ([]Counts, error) {
-	// A name memory proves is no counter costs no transaction. Checked
-	// per batch, not per hit: a counter memory has costs one map read.
-	if _, known := s.cache.get(name); !known && !s.cfg.AutoCreate {
+	var views, bots, filtered int
+	for _, h := range hits {
+		switch h.Kind {
+		case Bot:
+			bots++
+		case Filtered:
+			filtered++
+		default:
+			views++
+		}
+	}
+	// A name memory proves is no counter costs no transaction, unless a
+	// view may create it. Checked per batch, not per hit: a counter memory
+	// has costs one map read.
+	creatable := s.cfg.AutoCreate && views > 0 && !s.cache.full(s.cfg.MaxCounters)
+	if _, known := s.cache.get(name); !known && !creatable {
 		if _, found, ok := s.cache.synced(ctx, name); ok && !found {
 			return nil, s.notFound("increment", name)
 		}
 	}
 	day := s.Today()
-	var views, bots, filtered int
 	visitors := make([][]byte, 0, len(hits))
 	seen := make(map[string]bool, len(hits))
 	salt, err := s.salt(ctx, day)
@@ -133,15 +150,9 @@ func (s *Store) add(ctx context.Context, name string, hits []Hit) ([]Counts, err
 		return nil, err
 	}
 	for _, h := range hits {
-		switch h.Kind {
-		case Bot:
-			bots++
-			continue
-		case Filtered:
-			filtered++
+		if h.Kind != View {
 			continue
 		}
-		views++
 		if h.Visitor != "" && !seen[h.Visitor] {
 			seen[h.Visitor] = true
 			visitors = append(visitors, visitorHash(salt, h.Visitor))
@@ -158,7 +169,7 @@ func (s *Store) add(ctx context.Context, name string, hits []Hit) ([]Counts, err
 		})
 	}
 	err = write()
-	if errors.Is(err, ErrNotFound) && s.cfg.AutoCreate {
+	if errors.Is(err, ErrNotFound) && creatable && mayCreate(hits) {
 		if err = s.autoCreate(ctx, name); err == nil {
 			err = write()
 		}
@@ -184,6 +195,17 @@ func (s *Store) add(ctx context.Context, name string, hits []Hit) ([]Counts, err
 		out[k] = c
 	}
 	return out, nil
+}
+
+// mayCreate asks the views of hits, in order, until one may create their
+// counter: each asked is charged, so no more are asked than needed.
+func mayCreate(hits []Hit) bool {
+	for _, h := range hits {
+		if h.Kind == View && (h.MayCreate == nil || h.MayCreate()) {
+			return true
+		}
+	}
+	return false
 }
 
 // scanIncrement reads incrementSQL's row.

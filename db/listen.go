@@ -101,6 +101,17 @@ func (c *cache) get(name string) (entry, bool) {
 	return e, ok
 }
 
+// full reports whether memory, live, holds at least max counters: no
+// auto-creation can succeed, without asking the database.
+func (c *cache) full(max int) bool {
+	if !c.live.Load() {
+		return false
+	}
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return len(c.m) >= max
+}
+
 // synced looks up a name get did not find, once memory has every change
 // committed before the call (sync). ok false: only the database can tell,
 // since the listener is down or ctx ended first.

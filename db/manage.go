@@ -154,7 +154,12 @@ func (s *Store) autoCreate(ctx context.Context, name string) error {
 		if n >= s.cfg.MaxCounters {
 			return nil, fmt.Errorf("counter %q: %w: the limit of %d counters is reached", name, ErrNotFound, s.cfg.MaxCounters)
 		}
-		_, err := tx.Exec(ctx, `insert into counters (name) values ($1) on conflict do nothing`, name)
+		tag, err := tx.Exec(ctx, `insert into counters (name) values ($1) on conflict do nothing`, name)
+		if err == nil && tag.RowsAffected() == 0 {
+			// Another instance made it while this one waited for the
+			// lock, and audited it: nothing changed here.
+			return nil, nil
+		}
 		return &Snapshot{Name: name}, err
 	})
 	return err
@@ -333,8 +338,8 @@ func (s *Store) change(ctx context.Context, action, actor, name string, fn func(
 			return err
 		}
 		done = Change{Before: old, After: newRow}
-		if old != nil && newRow == old {
-			return nil // fn found nothing to change: nothing to audit
+		if newRow == old {
+			return nil // fn found nothing to change (nil: none before or after): nothing to audit
 		}
 		_, err = tx.Exec(ctx, `insert into counter_audit (actor, action, counter, old, new) values ($1, $2, $3, $4, $5)`,
 			actor, action, name, old, newRow)
