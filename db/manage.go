@@ -248,46 +248,116 @@ func (s *Store) Import(ctx context.Context, actor, name string, days []Day, tota
 			return Change{}, err
 		}
 	}
-	return s.change(ctx, "import", actor, name, func(ctx context.Context, tx pgx.Tx, old *Snapshot) (*Snapshot, error) {
-		if old == nil {
-			if _, err := tx.Exec(ctx, `insert into counters (name) values ($1)`, name); err != nil {
-				return nil, err
-			}
-			old = &Snapshot{Name: name}
+	today := s.Today()
+	var past, rest []Day // rest: today's row, which hits write, and any later
+	for _, d := range days {
+		if d.Day.Before(today) {
+			past = append(past, d)
+		} else {
+			rest = append(rest, d)
 		}
-		var added int64
-		for _, d := range days {
-			var replaced int64
-			err := tx.QueryRow(ctx, `select coalesce((select views from counter_days where counter = $1 and day = $2), 0)`, name, d.Day).Scan(&replaced)
-			if err != nil {
-				return nil, err
-			}
-			_, err = tx.Exec(ctx, `insert into counter_days (counter, day, views, visitors, bots, filtered)
-				values ($1, $2, $3, $4, $5, $6)
-				on conflict (counter, day) do update set views = excluded.views,
-					visitors = excluded.visitors, bots = excluded.bots, filtered = excluded.filtered`,
-				name, d.Day, d.Views, d.Visitors, d.Bots, d.Filtered)
-			if err != nil {
-				return nil, err
-			}
-			// The days' views are at most MaxTotal in all (CheckDays); the
-			// replaced ones, as psql may have left them, only lower it:
-			// below -MaxTotal the total is 0 either way, so it stops there.
-			added = max(added+d.Views-replaced, -MaxTotal)
+	}
+	var imported int64
+	for _, d := range days {
+		imported += d.Views // at most MaxTotal in all (CheckDays)
+	}
+	var done Change
+	err := s.Transact(ctx, "import counter", pgx.TxOptions{}, func(ctx context.Context, tx pgx.Tx) error {
+		done = Change{}
+		// Imports of one counter take turns. The counter's row is locked
+		// only at the end, for today's row and the total: hits, which
+		// lock it first, wait for that, not for the whole file.
+		if _, err := tx.Exec(ctx, `select pg_advisory_xact_lock($1, hashtext($2))`, importLock, name); err != nil {
+			return err
 		}
-		newTotal := max(old.Total+added, 0)
+		var oldDays int64
+		if err := tx.QueryRow(ctx, `select count(*) from counter_days where counter = $1`, name).Scan(&oldDays); err != nil {
+			return err
+		}
+		tag, err := tx.Exec(ctx, `insert into counters (name) values ($1) on conflict do nothing`, name)
+		if err != nil {
+			return err
+		}
+		created := tag.RowsAffected() == 1
+		replaced, err := upsertDays(ctx, tx, name, past)
+		if err != nil {
+			return err
+		}
+		var oldTotal int64
+		err = tx.QueryRow(ctx, `select hits from counters where name = $1 for update`, name).Scan(&oldTotal)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("counter %q: %w: deleted during the import", name, ErrNotFound)
+		}
+		if err != nil {
+			return err
+		}
+		r, err := upsertDays(ctx, tx, name, rest)
+		if err != nil {
+			return err
+		}
+		// imported and oldTotal ≤ MaxTotal, replaced and r ≤ 2·MaxTotal
+		// each: no sum wraps.
+		newTotal := max(oldTotal+imported-replaced-r, 0)
 		if total != nil {
 			newTotal = *total
 		}
 		if newTotal > MaxTotal {
-			return nil, fmt.Errorf("import into %q: %w: it would take the total from %d to %d, past %d", name, ErrInvalid, old.Total, newTotal, int64(MaxTotal))
+			return fmt.Errorf("import into %q: %w: it would take the total from %d to %d, past %d", name, ErrInvalid, oldTotal, newTotal, int64(MaxTotal))
 		}
 		// Always an update, so the counter's notification carries the days.
 		if _, err := tx.Exec(ctx, `update counters set hits = $2, updated_at = now() where name = $1`, name, newTotal); err != nil {
-			return nil, err
+			return err
 		}
-		return s.auditOf(ctx, tx, name)
+		if !created {
+			done.Before = &Snapshot{Name: name, Total: oldTotal, Days: oldDays}
+		}
+		if done.After, err = s.auditOf(ctx, tx, name); err != nil {
+			return err
+		}
+		return audit(ctx, tx, "import", actor, name, done)
 	})
+	if err != nil {
+		return Change{}, err
+	}
+	return done, nil
+}
+
+// importLock is the first key of the advisory lock imports of one counter
+// take ("hcimport" would not fit an int4: "hcim").
+const importLock = int32(0x6863696d)
+
+// upsertDays writes days into the counter's rows in one statement, and
+// returns the views of the rows it replaced (capped at 2·MaxTotal: the
+// schema bounds each row, not their sum).
+func upsertDays(ctx context.Context, tx pgx.Tx, name string, days []Day) (replaced int64, err error) {
+	if len(days) == 0 {
+		return 0, nil
+	}
+	dates := make([]time.Time, len(days))
+	figs := [4][]int64{}
+	for i, d := range days {
+		dates[i] = d.Day
+		for k, v := range []int64{d.Views, d.Visitors, d.Bots, d.Filtered} {
+			figs[k] = append(figs[k], v)
+		}
+	}
+	// The CTEs share one snapshot: replaced reads the rows as they were
+	// before the upsert, which runs whether or not it is read.
+	err = tx.QueryRow(ctx, `with input (day, views, visitors, bots, filtered) as (
+		select * from unnest($2::date[], $3::int8[], $4::int8[], $5::int8[], $6::int8[])
+	), replaced as (
+		select least(coalesce(sum(d.views), 0), $7)::int8 as views
+		from counter_days d join input i on d.day = i.day where d.counter = $1
+	), up as (
+		insert into counter_days (counter, day, views, visitors, bots, filtered)
+		select $1, day, views, visitors, bots, filtered from input
+		on conflict (counter, day) do update set views = excluded.views,
+			visitors = excluded.visitors, bots = excluded.bots, filtered = excluded.filtered
+		returning 1
+	)
+	select views from replaced`,
+		name, dates, figs[0], figs[1], figs[2], figs[3], int64(2*MaxTotal)).Scan(&replaced)
+	return replaced, err
 }
 
 // Export returns the counter and all its day rows, for `counters export`.
@@ -341,14 +411,19 @@ func (s *Store) change(ctx context.Context, action, actor, name string, fn func(
 		if newRow == old {
 			return nil // fn found nothing to change (nil: none before or after): nothing to audit
 		}
-		_, err = tx.Exec(ctx, `insert into counter_audit (actor, action, counter, old, new) values ($1, $2, $3, $4, $5)`,
-			actor, action, name, old, newRow)
-		return err
+		return audit(ctx, tx, action, actor, name, done)
 	})
 	if err != nil {
 		return Change{}, err
 	}
 	return done, nil
+}
+
+// audit records an owner's change in the counter_audit table.
+func audit(ctx context.Context, tx pgx.Tx, action, actor, name string, c Change) error {
+	_, err := tx.Exec(ctx, `insert into counter_audit (actor, action, counter, old, new) values ($1, $2, $3, $4, $5)`,
+		actor, action, name, c.Before, c.After)
+	return err
 }
 
 // auditOf reads what the audit keeps of a counter.
