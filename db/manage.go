@@ -94,7 +94,9 @@ func CheckTotal(total int64) error {
 }
 
 // CheckDays is the rule for imported days: each day once, every figure
-// between 0 and MaxTotal, and their views adding up to at most MaxTotal.
+// between 0 and MaxTotal, at most as many visitors as views (they are the
+// distinct viewers among the day's views), and their views adding up to at
+// most MaxTotal.
 func CheckDays(days []Day) error {
 	seen := make(map[time.Time]bool, len(days))
 	var views int64
@@ -108,6 +110,9 @@ func CheckDays(days []Day) error {
 			if n < 0 || n > MaxTotal {
 				return fmt.Errorf("day %s: %w: figures must be between 0 and %d", k, ErrInvalid, int64(MaxTotal))
 			}
+		}
+		if d.Visitors > d.Views {
+			return fmt.Errorf("day %s: %w: %d visitors, more than its %d views", k, ErrInvalid, d.Visitors, d.Views)
 		}
 		if views += d.Views; views > MaxTotal { // each ≤ MaxTotal: the sum cannot wrap first
 			return fmt.Errorf("day %s: %w: the days' views add up to more than %d", k, ErrInvalid, int64(MaxTotal))

@@ -678,6 +678,37 @@ func TestCountersImportPartialCSV(t *testing.T) {
 	}
 }
 
+// A JSON file may leave out any key, as CSV may leave out columns: no
+// name, no total (the days' views are added), no days, figures left out
+// (0). What issue 19 refuses (null, keys in another case) is no reason to
+// refuse these.
+func TestCountersImportJSONMayLeaveOut(t *testing.T) {
+	t.Parallel()
+	dbURL := testdb.NewMigrated(t)
+	tests := []struct {
+		name, in  string
+		wantTotal int64
+		wantDays  []db.Day
+	}{
+		{"nototal", `{"name":"x","days":[{"day":"2024-03-01","views":10,"visitors":10},{"day":"2024-03-02","views":0}]}`, 110,
+			[]db.Day{{Day: date("2024-03-01"), Views: 10, Visitors: 10}, {Day: date("2024-03-02")}}},
+		{"spaced", "{ \"days\" : [ { \"views\" : 5 ,\n \"day\" : \"2024-03-01\" , \"bots\": 0 } ] ,\"total\" : 7 }", 7,
+			[]db.Day{{Day: date("2024-03-01"), Views: 5}}},
+		{"nodays", `{"total":3}`, 3, []db.Day{}},
+		{"nothing", `{}`, 100, []db.Day{}},
+	}
+	for _, tt := range tests {
+		seedCounter(t, dbURL, tt.name, 100)
+		mustCountersIn(t, dbURL, tt.in, "import", tt.name, "-", "-format", "json", "-yes")
+		if got := testdb.Hits(t, dbURL, tt.name); got != tt.wantTotal {
+			t.Errorf("%s: total %d, want %d", tt.name, got, tt.wantTotal)
+		}
+		if got := dbDays(t, dbURL, tt.name); !reflect.DeepEqual(got, tt.wantDays) {
+			t.Errorf("%s: day rows %v, want %v", tt.name, got, tt.wantDays)
+		}
+	}
+}
+
 // Without -format or a known extension, the content says: { or [ first
 // is JSON, anything else CSV.
 func TestCountersImportGuessesTheFormat(t *testing.T) {
@@ -835,6 +866,30 @@ func TestCountersImportBadFile(t *testing.T) {
 		{"json unknown field", "json", `{"total":1,"dayz":[]}`, []string{"dayz"}},
 		{"json bad date", "json", `{"days":[{"day":"1.3.2024"}]}`, []string{"days[0]", `"1.3.2024"`}},
 		{"json trailing", "json", `{"days":[]} {}`, []string{"more than one"}},
+		// Issue 19: a figure is digits only, a day's visitors are among its
+		// views, keys are as export writes them, and null is no value.
+		{"plus sign", "csv", h + "2024-03-01,+5,1,0,0\n", []string{"line 2", `views "+5"`, "from 0 to 9007199254740991"}},
+		{"plus sign in a later figure", "csv", h + "2024-03-01,5,1,0,0\n2024-03-02,5,1,+0,0\n", []string{"line 3", `bots "+0"`}},
+		{"total with a plus sign", "csv", "# total,+5\n" + h, []string{"line 1", `"# total,+5"`, "want # total,N"}},
+		{"visitors past views", "csv", h + "2024-03-01,3,3,0,0\n2024-03-02,3,4,0,0\n", []string{"line 3", "day 2024-03-02", "4 visitors, more than its 3 views"}},
+		{"visitors without views", "csv", "day,visitors,views\n2024-03-01,1,0\n", []string{"line 2", "1 visitors, more than its 0 views"}},
+		{"json minus zero", "json", `{"days":[{"day":"2024-03-01","views":-0}]}`, []string{"days[0]", `views "-0"`, "from 0 to 9007199254740991"}},
+		{"json total minus zero", "json", `{"total":-0,"days":[]}`, []string{"total -0", "from 0 to 9007199254740991"}},
+		{"json visitors past views", "json", `{"days":[{"day":"2024-03-01","views":2,"visitors":2},{"day":"2024-03-02","views":1,"visitors":2}]}`, []string{"days[1]", "day 2024-03-02", "2 visitors, more than its 1 views"}},
+		{"json visitors left out views", "json", `{"days":[{"day":"2024-03-01","visitors":1}]}`, []string{"days[0]", "1 visitors, more than its 0 views"}},
+		{"json day key in another case", "json", `{"days":[{"DAY":"2024-03-01","views":1}]}`, []string{`days[0]: invalid input: field "DAY": want "day"`}},
+		{"json figure key in another case", "json", `{"days":[{"day":"2024-03-01","Views":1}]}`, []string{`days[0]: invalid input: field "Views": want "views"`}},
+		{"json file key in another case", "json", `{"Total":5,"days":[]}`, []string{`invalid input: field "Total": want "total"`}},
+		{"json days key in another case", "json", `{"Days":[{"day":"2024-03-01","views":1}]}`, []string{`field "Days": want "days"`}},
+		{"json day key twice", "json", `{"days":[{"day":"2024-03-01","views":1,"views":2}]}`, []string{`days[0]: invalid input: field "views" given twice`}},
+		{"json file key twice", "json", `{"total":1,"days":[],"total":2}`, []string{`invalid input: field "total" given twice`}},
+		{"json null file", "json", `null`, []string{"the file must be an object { … }, not null"}},
+		{"json null days", "json", `{"total":5,"days":null}`, []string{`"days" must be a list [ … ], not null`}},
+		{"json null day", "json", `{"days":[{"day":"2024-03-01","views":1},null]}`, []string{`"days[1]" must be an object { … }, not null`}},
+		{"json null figure", "json", `{"days":[{"day":"2024-03-01","views":null}]}`, []string{`"days[0].views" must be a whole number, not null`}},
+		{"json null date", "json", `{"days":[{"day":null,"views":1}]}`, []string{`"days[0].day" must be a string, not null`}},
+		{"json null total", "json", `{"total":null,"days":[]}`, []string{`"total" must be a whole number, not null`, `leave "total" out`}},
+		{"json null name", "json", `{"name":null,"days":[]}`, []string{`"name" must be a string, not null`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

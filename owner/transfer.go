@@ -20,19 +20,23 @@ import (
 	"github.com/hitcounter/hitcounter/db"
 )
 
-// exportJSON is the JSON of export (Day db.DayJSON) and import (Day
-// json.RawMessage: each day is decoded on its own, so an error can say
-// which). Total is a pointer so that an import can tell a missing total
-// (add the views) from zero.
-type exportJSON[Day any] struct {
-	Name  string `json:"name"`
-	Total *int64 `json:"total"`
-	Days  []Day  `json:"days"`
+// exportJSON is the JSON of export. An import reads it key by key
+// (parseImportJSON), in the keys' case, and may leave out any of them.
+type exportJSON struct {
+	Name  string       `json:"name"`
+	Total int64        `json:"total"`
+	Days  []db.DayJSON `json:"days"`
 }
 
 // figureNames are a day's figures as the CSV's columns and the JSON's
 // fields name them, in the order of db.Day.
 var figureNames = [4]string{"views", "visitors", "bots", "filtered"}
+
+// fileKeys and dayKeys are the keys of the JSON, as export writes them.
+var (
+	fileKeys = []string{"name", "total", "days"}
+	dayKeys  = append([]string{"day"}, figureNames[:]...)
+)
 
 // csvHeader is the header of an export; an import needs its first two
 // columns, in any order with any of the others.
@@ -50,7 +54,7 @@ func (c *command) export(ctx context.Context, store *db.Store, stdout io.Writer)
 	}
 	var buf bytes.Buffer
 	if c.format == "json" {
-		out := exportJSON[db.DayJSON]{Name: counts.Name, Total: &counts.Total, Days: make([]db.DayJSON, 0, len(days))}
+		out := exportJSON{Name: counts.Name, Total: counts.Total, Days: make([]db.DayJSON, 0, len(days))}
 		for _, d := range days {
 			out.Days = append(out.Days, d.JSON())
 		}
@@ -148,7 +152,20 @@ func (c *command) readImport(stdin io.Reader) error {
 	return nil
 }
 
-// parseDay checks one day's figures; where says where it is in the file.
+// parseFigure reads a figure as export writes it: digits only, with no
+// sign (strconv.ParseInt takes "+5" and "-0"), from 0 to db.MaxTotal.
+func parseFigure(s string) (int64, bool) {
+	if s == "" || strings.ContainsFunc(s, func(r rune) bool { return r < '0' || r > '9' }) {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	return n, err == nil && n <= db.MaxTotal
+}
+
+// parseDay checks one day, its figures as written in the file; where says
+// where it is in the file. It holds db.CheckDays's rules for a day, so
+// that the error names the line (the sum of the views is left to
+// CheckDays), and refuses a day after today.
 func parseDay(where, day string, figures [4]string, today time.Time) (db.Day, error) {
 	t, err := time.Parse(time.DateOnly, day)
 	if err != nil {
@@ -160,11 +177,15 @@ func parseDay(where, day string, figures [4]string, today time.Time) (db.Day, er
 	out := db.Day{Day: t}
 	ptrs := [4]*int64{&out.Views, &out.Visitors, &out.Bots, &out.Filtered}
 	for i, s := range figures {
-		n, err := strconv.ParseInt(s, 10, 64)
-		if err != nil || n < 0 || n > db.MaxTotal {
+		n, ok := parseFigure(s)
+		if !ok {
 			return db.Day{}, fmt.Errorf("%s: %s %q: %w: want a whole number from 0 to %d", where, figureNames[i], s, db.ErrInvalid, int64(db.MaxTotal))
 		}
 		*ptrs[i] = n
+	}
+	if out.Visitors > out.Views {
+		return db.Day{}, fmt.Errorf("%s: day %s: %w: %d visitors, more than its %d views (visitors are the distinct viewers among the day's views)",
+			where, day, db.ErrInvalid, out.Visitors, out.Views)
 	}
 	return out, nil
 }
@@ -276,9 +297,9 @@ func parseCSVTotal(data []byte) (*int64, error) {
 		}
 		// A spreadsheet saves the line padded with empty cells: "# total,5,,,".
 		name, n, _ := strings.Cut(strings.TrimRight(body, ", "), ",")
-		v, err := strconv.ParseInt(strings.TrimSpace(n), 10, 64)
+		v, ok := parseFigure(strings.TrimSpace(n))
 		switch {
-		case !strings.EqualFold(strings.TrimSpace(name), "total") || err != nil || db.CheckTotal(v) != nil:
+		case !strings.EqualFold(strings.TrimSpace(name), "total") || !ok:
 			return nil, fmt.Errorf("line %d: %q: %w: want %s,N with N a whole number between 0 and %d", i+1, line, db.ErrInvalid, csvTotal, int64(db.MaxTotal))
 		case total != nil:
 			return nil, fmt.Errorf("line %d: %w: a second total, after line %d's", i+1, db.ErrInvalid, first)
@@ -289,27 +310,74 @@ func parseCSVTotal(data []byte) (*int64, error) {
 }
 
 // parseImportJSON reads the JSON of export. Its name is not used: the
-// command line names the counter.
+// command line names the counter. Any key may be left out (a missing
+// total adds the days' views, a missing figure is 0), but none is null,
+// in another case or given twice: encoding/json would read null as
+// nothing, match "Views" to views and keep the last of two, so the file
+// is read key by key.
 func parseImportJSON(data []byte, today time.Time) ([]db.Day, *int64, error) {
-	var in exportJSON[json.RawMessage]
-	if err := decodeJSON(data, &in, ""); err != nil {
+	// The whole file first, so a syntax error names its line in the file.
+	if err := decodeJSON(data, new(json.RawMessage), ""); err != nil {
 		return nil, nil, err
 	}
-	if in.Total != nil {
-		if err := db.CheckTotal(*in.Total); err != nil {
+	file, err := jsonObject(data, "", fileKeys)
+	if err != nil {
+		return nil, nil, err
+	}
+	if raw, ok := file["name"]; ok {
+		var name string
+		if err := decodeNotNull(raw, "name", &name); err != nil {
+			return nil, nil, err
+		}
+	}
+	var total *int64
+	if raw, ok := file["total"]; ok {
+		if isNull(raw) {
+			return nil, nil, errors.New(`"total" must be a whole number, not null: leave "total" out to add the days' views to the counter's total`)
+		}
+		var n int64
+		if err := decodeJSON(raw, &n, "total"); err != nil {
+			return nil, nil, err
+		}
+		if _, ok := parseFigure(string(raw)); !ok {
+			return nil, nil, fmt.Errorf("total %s: %w: want a whole number from 0 to %d", raw, db.ErrInvalid, int64(db.MaxTotal))
+		}
+		total = &n
+	}
+	var list []json.RawMessage
+	if raw, ok := file["days"]; ok {
+		if err := decodeNotNull(raw, "days", &list); err != nil {
 			return nil, nil, err
 		}
 	}
 	var days []db.Day
 	seen := dayChecker{}
-	for i, raw := range in.Days {
+	for i, raw := range list {
 		where := fmt.Sprintf("days[%d]", i)
-		var j db.DayJSON
-		if err := decodeJSON(raw, &j, where); err != nil {
+		fields, err := jsonObject(raw, where, dayKeys)
+		if err != nil {
 			return nil, nil, err
 		}
-		f := func(n int64) string { return strconv.FormatInt(n, 10) }
-		d, err := parseDay(where, j.Day, [4]string{f(j.Views), f(j.Visitors), f(j.Bots), f(j.Filtered)}, today)
+		var day string
+		if raw, ok := fields["day"]; ok {
+			if err := decodeNotNull(raw, where+".day", &day); err != nil {
+				return nil, nil, err
+			}
+		}
+		// Each figure as written, for parseDay: encoding/json reads -0 as 0.
+		figures := [4]string{"0", "0", "0", "0"}
+		for k, name := range figureNames {
+			raw, ok := fields[name]
+			if !ok {
+				continue
+			}
+			var n int64
+			if err := decodeNotNull(raw, where+"."+name, &n); err != nil {
+				return nil, nil, err
+			}
+			figures[k] = string(raw)
+		}
+		d, err := parseDay(where, day, figures, today)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -318,7 +386,69 @@ func parseImportJSON(data []byte, today time.Time) ([]db.Day, *int64, error) {
 		}
 		days = append(days, d)
 	}
-	return days, in.Total, nil
+	return days, total, nil
+}
+
+// jsonObject reads raw, at path in the file, as an object of keys, each
+// at most once and in its case.
+func jsonObject(raw json.RawMessage, path string, keys []string) (map[string]json.RawMessage, error) {
+	var obj map[string]json.RawMessage
+	if err := decodeNotNull(raw, path, &obj); err != nil {
+		return nil, err
+	}
+	// obj has the keys, but not how often each was given: the tokens do.
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	if _, err := dec.Token(); err != nil { // {
+		return nil, err
+	}
+	given := make(map[string]bool, len(obj))
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, err
+		}
+		key, _ := tok.(string)
+		var value json.RawMessage
+		if err := dec.Decode(&value); err != nil {
+			return nil, err
+		}
+		var msg string
+		switch lower := slices.IndexFunc(keys, func(k string) bool { return strings.EqualFold(k, key) }); {
+		case given[key]:
+			msg = fmt.Sprintf("field %q given twice", key)
+		case slices.Contains(keys, key):
+		case lower >= 0:
+			msg = fmt.Sprintf("field %q: want %q, in lower case", key, keys[lower])
+		default:
+			msg = fmt.Sprintf("unknown field %q: want %s", key, strings.Join(keys, ", "))
+		}
+		if msg != "" {
+			if path != "" {
+				return nil, fmt.Errorf("%s: %w: %s", path, db.ErrInvalid, msg)
+			}
+			return nil, fmt.Errorf("%w: %s", db.ErrInvalid, msg)
+		}
+		given[key] = true
+	}
+	return obj, nil
+}
+
+// isNull says whether raw is JSON's null.
+func isNull(raw json.RawMessage) bool {
+	return string(bytes.TrimSpace(raw)) == "null"
+}
+
+// decodeNotNull is decodeJSON refusing null, which encoding/json reads as
+// nothing: as no days, a total of 0, a day "".
+func decodeNotNull(raw json.RawMessage, path string, v any) error {
+	if !isNull(raw) {
+		return decodeJSON(raw, v, path)
+	}
+	what := "the file"
+	if path != "" {
+		what = strconv.Quote(path)
+	}
+	return fmt.Errorf("%s must be %s, not null", what, jsonKind(reflect.TypeOf(v).Elem()))
 }
 
 // decodeJSON decodes exactly one JSON value of data into v, with errors in
@@ -327,7 +457,6 @@ func parseImportJSON(data []byte, today time.Time) ([]db.Day, *int64, error) {
 // of it).
 func decodeJSON(data []byte, v any, path string) error {
 	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
 	err := dec.Decode(v)
 	if err == nil && dec.More() {
 		return fmt.Errorf("%w: more than one JSON value", db.ErrInvalid)
@@ -355,7 +484,8 @@ func decodeJSON(data []byte, v any, path string) error {
 		}
 		return fmt.Errorf("%s must be %s, not %s", what, jsonKind(typeErr.Type), jsonValue(typeErr.Value))
 	}
-	// An unknown field: `json: unknown field "dayz"`.
+	// Anything else, in encoding/json's words. (Unknown keys are
+	// jsonObject's: nothing here decodes into a struct.)
 	msg := strings.TrimPrefix(err.Error(), "json: ")
 	if path != "" {
 		return fmt.Errorf("%s: %w: %s", path, db.ErrInvalid, msg)
