@@ -211,10 +211,19 @@ func badgeLabel(q url.Values, label *string) error {
 	if !q.Has("label") {
 		return nil
 	}
-	if !validLabel(q.Get("label")) {
-		return errorf(http.StatusBadRequest, "label must be 1 to "+strconv.Itoa(maxBadgeLabel)+" printable characters, not all spaces.")
+	l := q.Get("label")
+	if !utf8.ValidString(l) || l == "" || utf8.RuneCountInString(l) > maxBadgeLabel {
+		return errorf(http.StatusBadRequest, "label must be 1 to "+strconv.Itoa(maxBadgeLabel)+" printable characters.")
 	}
-	*label = q.Get("label")
+	// Before the check of each character, so a label of zero-width
+	// characters alone is told what is wrong with it as a whole.
+	if !strings.ContainsFunc(l, visible) {
+		return errorf(http.StatusBadRequest, "label must have a visible character, not only spaces, blanks, fillers, zero-width characters or combining marks.")
+	}
+	if !printableLabel(l) {
+		return errorf(http.StatusBadRequest, "label must be 1 to "+strconv.Itoa(maxBadgeLabel)+" printable characters.")
+	}
+	*label = l
 	return nil
 }
 
@@ -226,17 +235,32 @@ func orList(names []string) string {
 	return strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
 }
 
-// validLabel allows letters, marks, digits, punctuation, symbols and
+// printableLabel allows letters, marks, digits, punctuation, symbols and
 // spaces of any script; no control or format characters (such as bidi
-// overrides), which could disguise what the badge says.
-func validLabel(s string) bool {
-	if !utf8.ValidString(s) || strings.TrimSpace(s) == "" || utf8.RuneCountInString(s) > maxBadgeLabel {
-		return false
-	}
+// overrides or zero-width ones), which could disguise what the badge says,
+// even among visible ones.
+func printableLabel(s string) bool {
 	for _, r := range s {
 		if !unicode.IsGraphic(r) {
 			return false
 		}
+	}
+	return true
+}
+
+// visible is false for a character that draws nothing by itself: spaces
+// (unicode.IsSpace, Zs), the blanks that are letters or symbols to Unicode
+// (the braille blank; the Hangul fillers, which are default-ignorable like
+// the zero-width characters and the rest of Cf), and marks (Mn, Mc, Me,
+// variation selectors), which draw only on a base. A label needs one
+// visible character; the others are kept beside it as they are, since
+// stripping marks or spaces would change the text of many scripts.
+func visible(r rune) bool {
+	switch {
+	case unicode.IsSpace(r), unicode.Is(unicode.Zs, r), unicode.IsMark(r), r == '\u2800',
+		unicode.Is(unicode.Cf, r), unicode.Is(unicode.Other_Default_Ignorable_Code_Point, r),
+		unicode.Is(unicode.Variation_Selector, r):
+		return false
 	}
 	return true
 }

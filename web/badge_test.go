@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/xml"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -221,7 +222,7 @@ func TestBadgeRefusesBadParameters(t *testing.T) {
 	a := newApp(t, web.Config{})
 	seedBadgeCounter(t, a.dbURL, "blog", 7)
 	const (
-		badLabel = "label must be 1 to 40 printable characters, not all spaces."
+		badLabel = "label must be 1 to 40 printable characters."
 		badColor = "color must be a colour name (shields.io's, like brightgreen, or a CSS one, like navy) or 3 or 6 hex digits, like 4c1 or 44cc11."
 		badQuery = "The query string is not valid"
 	)
@@ -230,7 +231,7 @@ func TestBadgeRefusesBadParameters(t *testing.T) {
 	}{
 		{"label=" + strings.Repeat("x", 41), "views", badLabel},
 		{"label=", "views", badLabel},
-		{"label=%20%20", "views", badLabel},
+		{"label=%20%20", "views", invisibleLabel},
 		{"label=a%00b", "views", badLabel},
 		{"label=a%0Ab", "views", badLabel},
 		{"label=a%E2%80%AEb", "views", badLabel}, // right-to-left override
@@ -272,6 +273,78 @@ func TestBadgeRefusesBadParameters(t *testing.T) {
 	}
 	if got := testdb.Hits(t, a.dbURL, "blog"); got != 7 {
 		t.Errorf("refused badges counted: %d hits, want 7", got)
+	}
+}
+
+// invisibleLabel is the message for a label that would draw nothing.
+const invisibleLabel = "label must have a visible character, not only spaces, blanks, fillers, zero-width characters or combining marks."
+
+// A label that would draw nothing (spaces, blank or filler characters,
+// zero-width ones, combining marks with no base) is refused like any bad
+// parameter: an empty-looking badge would hide what it counts. Visible
+// characters among them are kept as they are.
+func TestBadgeRefusesInvisibleLabels(t *testing.T) {
+	a := newApp(t, web.Config{})
+	seedBadgeCounter(t, a.dbURL, "blog", 7)
+	for _, tt := range []struct{ what, label string }{
+		{"a space", " "},
+		{"spaces", "   "},
+		{"a tab", "\t"},
+		{"no-break spaces", "\u00a0\u00a0"},
+		{"ideographic space", "\u3000"},
+		{"figure and thin spaces (Zs)", "\u2007\u2009\u202f"},
+		{"braille blank", "\u2800"},
+		{"braille blanks and spaces", "\u2800 \u2800"},
+		{"Hangul filler", "\u3164"},
+		{"Hangul choseong filler", "\u115f"},
+		{"Hangul jungseong filler", "\u1160"},
+		{"halfwidth Hangul filler", "\uffa0"},
+		{"zero-width space", "\u200b"},
+		{"zero-width non-joiner", "\u200c"},
+		{"zero-width joiner", "\u200d"},
+		{"left-to-right mark", "\u200e"},
+		{"right-to-left mark", "\u200f"},
+		{"word joiner", "\u2060"},
+		{"invisible plus", "\u2064"},
+		{"byte order mark", "\ufeff"},
+		{"a combining mark (Mn)", "\u0301"},
+		{"combining marks", "\u0301\u0308\u0327"},
+		{"an enclosing mark (Me)", "\u20dd"},
+		{"a spacing mark (Mc)", "\u0903"},
+		{"combining grapheme joiner", "\u034f"},
+		{"a variation selector", "\ufe0f"},
+		{"a mark on a filler", "\u3164\u0301"},
+		{"a mix of them", "\u3164 \u2800\u200b\u00a0\u0301\ufeff"},
+	} {
+		t.Run(tt.what, func(t *testing.T) {
+			query := "label=" + url.QueryEscape(tt.label)
+			before := badgeCounted(t, a.dbURL)
+			resp, body := a.do(t, "GET", "/c/blog/badge.svg?"+query, nil, nil)
+			wantErrorBadge(t, resp, body, http.StatusBadRequest, "views", "invalid", invisibleLabel)
+			if after := badgeCounted(t, a.dbURL); after != before {
+				t.Errorf("a refused badge counted: %d, then %d", before, after)
+			}
+		})
+	}
+	if got := testdb.Hits(t, a.dbURL, "blog"); got != 7 {
+		t.Errorf("refused badges counted: %d hits, want 7", got)
+	}
+
+	for _, label := range []string{
+		"views",
+		" views ",
+		"my\u00a0views",
+		"e\u0301te\u0301",                      // marks on their base
+		"\u0928\u092e\u0938\u094d\u0924\u0947", // नमस्ते: Mc and Mn marks
+		"\u2800x",
+		"\u3164\u3131", // a filler beside a visible jamo
+		"\u2b50\ufe0f", // an emoji and its variation selector
+	} {
+		resp, body := a.do(t, "GET", "/c/blog/badge.svg?count=0&label="+url.QueryEscape(label), nil, nil)
+		wantStatus(t, resp, http.StatusOK)
+		if _, got, _ := readBadge(t, resp, body); got != label {
+			t.Errorf("label %+q drawn as %+q, want it as given", label, got)
+		}
 	}
 }
 
