@@ -3,11 +3,13 @@ package web
 import (
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"net"
 	"net/http"
 	"os"
 	"slices"
 	"strings"
+	"sync/atomic"
 
 	"github.com/a-h/templ"
 	"github.com/go-chi/chi/v5"
@@ -152,15 +154,14 @@ func (s *server) count(w http.ResponseWriter, r *http.Request) error {
 	if s.onPage(r) {
 		key += "?" + pageParam
 	}
-	p, _ := s.lastPolls.Load(key)
-	last, _ := p.(*renderedPoll)
+	last := s.lastPolls.get(key)
 	if last == nil || last.counts != c {
 		body, err := s.renderBytes(w, r, s.liveView(r, name, c))
 		if err != nil {
 			return err
 		}
-		last = &renderedPoll{counts: c, body: body, etag: etagOf(body)}
-		s.lastPolls.Store(key, last)
+		last = &renderedPoll{key: key, counts: c, body: body, etag: etagOf(body)}
+		s.lastPolls.put(last)
 	}
 	s.send(w, r, http.StatusOK, last.body, last.etag)
 	return nil
@@ -179,9 +180,51 @@ func (s *server) liveView(r *http.Request, name string, c db.Counts) templ.Compo
 // renderedPoll is a poll answer as sent: the same for every poller of the
 // same counts.
 type renderedPoll struct {
+	key    string // the counter, with "?page" for its page's answer
 	counts db.Counts
 	body   []byte
 	etag   string
+}
+
+// pollSlots bounds pollCache: about 1 kB each, 4 MB in all, however many
+// counters are polled.
+const pollSlots = 4096
+
+// pollCache keeps the last poll answer of recently polled counters in a
+// table of pollSlots entries, each key in the slot its hash picks: a
+// counter evicts the one sharing its slot, and is rendered again when
+// next polled. The hash is seeded per process, so no one can pick names
+// that share a slot on purpose.
+type pollCache struct {
+	seed  maphash.Seed
+	slots [pollSlots]atomic.Pointer[renderedPoll]
+}
+
+func newPollCache() *pollCache { return &pollCache{seed: maphash.MakeSeed()} }
+
+func (c *pollCache) slot(key string) *atomic.Pointer[renderedPoll] {
+	return &c.slots[maphash.String(c.seed, key)%pollSlots]
+}
+
+// get returns key's last answer, if its slot still has it.
+func (c *pollCache) get(key string) *renderedPoll {
+	if p := c.slot(key).Load(); p != nil && p.key == key {
+		return p
+	}
+	return nil
+}
+
+func (c *pollCache) put(p *renderedPoll) { c.slot(p.key).Store(p) }
+
+// len is how many answers it holds.
+func (c *pollCache) len() int {
+	n := 0
+	for i := range c.slots {
+		if c.slots[i].Load() != nil {
+			n++
+		}
+	}
+	return n
 }
 
 // counterView is a counter's live fragment. The main counter shows its

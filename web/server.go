@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
-	"sync"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -113,7 +112,7 @@ type server struct {
 	bots   *botDetector
 	burst  *burstCap
 
-	lastPolls sync.Map // counter name → *renderedPoll: the last poll answer
+	lastPolls *pollCache // the last poll answers (handlers.go)
 }
 
 // NewServer returns the whole HTTP handler: routes, middleware and the
@@ -140,6 +139,7 @@ func NewServer(cfg Config, store Store, staticFS fs.FS, htmxFile string, log *sl
 		assets: a,
 	}
 	s.bots = newBotDetector()
+	s.lastPolls = newPollCache()
 	s.burst = newBurstCap(s.cfg.BurstLimit, time.Minute)
 	s.routes()
 	return s.mux, nil
