@@ -50,8 +50,9 @@ const (
 type cache struct {
 	live atomic.Bool
 
-	mu sync.RWMutex
-	m  map[string]entry
+	mu  sync.RWMutex
+	m   map[string]entry
+	gen uint32 // the latest full load (load)
 
 	syncMu sync.Mutex
 	next   *syncRound         // the readers the next round trip answers; nil: none
@@ -81,6 +82,7 @@ type entry struct {
 	day                             time.Time // zero: no day row yet
 	views, visitors, bots, filtered int64
 	switches                        Switches
+	gen                             uint32 // the load it was last seen in, or after
 }
 
 func (e entry) counts(name string) Counts {
@@ -185,6 +187,7 @@ func (c *cache) down() {
 func (c *cache) apply(name string, e entry) {
 	c.mu.Lock()
 	if cur, ok := c.m[name]; !ok || e.version > cur.version {
+		e.gen = c.gen
 		c.m[name] = e
 	}
 	c.mu.Unlock()
@@ -196,17 +199,39 @@ func (c *cache) remove(name string) {
 	c.mu.Unlock()
 }
 
-// load replaces the cache with a full read of the table, keeping a newer
-// value that a write of this instance put in meanwhile.
-func (c *cache) load(all map[string]entry) {
+// A full read of the table (at every connect of the listener) is loaded
+// in place: a second map of every counter would double the memory at each
+// reconnect, and the garbage collector gives it back slowly. begin starts
+// a load, loaded takes each row, end drops the counters it did not see.
+func (c *cache) begin() uint32 {
 	c.mu.Lock()
-	for name, e := range all {
-		if cur, ok := c.m[name]; ok && cur.version > e.version {
-			all[name] = cur
+	defer c.mu.Unlock()
+	c.gen++
+	return c.gen
+}
+
+// loaded takes a row of load gen, keeping a newer value that a write of
+// this instance put in meanwhile.
+func (c *cache) loaded(gen uint32, name string, e entry) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if cur, ok := c.m[name]; ok && cur.version > e.version {
+		e = cur
+	}
+	e.gen = gen
+	c.m[name] = e
+}
+
+// end drops the counters load gen did not see: deleted while the
+// listener was down.
+func (c *cache) end(gen uint32) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for name, e := range c.m {
+		if e.gen != gen {
+			delete(c.m, name)
 		}
 	}
-	c.m = all
-	c.mu.Unlock()
 }
 
 // listen keeps a dedicated connection LISTENing until ctx ends. While it is
@@ -283,7 +308,7 @@ func (s *Store) listenOnce(ctx context.Context, cfg *pgx.ConnConfig, up func()) 
 	if err != nil {
 		return fmt.Errorf("load counts: %w", err)
 	}
-	all := map[string]entry{}
+	gen := s.cache.begin()
 	for rows.Next() {
 		var name string
 		var e entry
@@ -291,12 +316,12 @@ func (s *Store) listenOnce(ctx context.Context, cfg *pgx.ConnConfig, up func()) 
 			rows.Close()
 			return fmt.Errorf("load counts: %w", err)
 		}
-		all[name] = e
+		s.cache.loaded(gen, name, e)
 	}
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("load counts: %w", err)
 	}
-	s.cache.load(all)
+	s.cache.end(gen)
 	s.cache.live.Store(true)
 	up()
 
