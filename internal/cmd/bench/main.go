@@ -51,6 +51,8 @@ func run() error {
 	dur := flag.Duration("duration", 3*time.Second, "length of each run")
 	profile := flag.String("cpu-profile", "", "also profile the server under 64 connections of clicks into this file, and print its top functions")
 	baseline := flag.String("baseline", "", "another build of the server (make bench BASELINE=rev) whose clicks are measured in turns with this one's")
+	counters := flag.Int("memory-counters", 100_000, "how many counters the memory figures are taken with")
+	memoryOnly := flag.Bool("memory-only", false, "only the memory figures")
 	flag.Parse()
 	server := os.Getenv("TEST_DATABASE_URL")
 	if server == "" {
@@ -59,6 +61,10 @@ func run() error {
 	b := &bench{ctx: context.Background(), server: server, bin: *bin, dur: *dur}
 	fmt.Printf("machine: %d cores, %s; the load generator, the server, nginx and PostgreSQL share them\n", runtime.NumCPU(), cpuModel())
 	fmt.Printf("each run: %s of HTTP/1.1 keep-alive requests on loopback; PostgreSQL with fsync and synchronous_commit on\n\n", *dur)
+
+	if *memoryOnly {
+		return b.memory(*counters)
+	}
 
 	// Coalesced (the default), straight to the app.
 	dbURL, err := b.database()
@@ -208,6 +214,9 @@ func run() error {
 			fmt.Printf("this build against the baseline (%s), clicks at %d conns, in turns: %.2f× (sums of three runs each)\n", *baseline, conns,
 				b.rate(fmt.Sprintf("this build: POST /hit, %d conns", conns))/b.rate(fmt.Sprintf("baseline: POST /hit, %d conns", conns)))
 		}
+	}
+	if err := b.memory(*counters); err != nil {
+		return err
 	}
 	if *profile != "" {
 		return b.profile(*profile)
