@@ -39,12 +39,37 @@ func CheckName(name string) error {
 	return nil
 }
 
-// List returns every counter, by name.
-func (s *Store) List(ctx context.Context) ([]Counts, error) {
-	var out []Counts
-	err := s.Transact(ctx, "list counters", pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(ctx context.Context, tx pgx.Tx) error {
-		out = out[:0]
-		rows, _ := tx.Query(ctx, selectCounters+` order by c.name`)
+// Listing is what List says before the counters: enough to lay out a
+// table without holding it.
+type Listing struct {
+	Counters    int64
+	LongestName int   // in bytes, which names' characters are one column each
+	MaxTotal    int64 // the largest total
+}
+
+// List gives head the Listing, then each counter to row, by name, as its
+// row arrives: a listing of 100 000 counters holds one at a time. Both
+// see one snapshot. A failure after some counters were given is retried
+// from the counter after the last one (head is not called again), so
+// each is given once.
+func (s *Store) List(ctx context.Context, head func(Listing) error, row func(Counts) error) error {
+	var (
+		started bool
+		last    string // the last name given to row; names are never empty
+	)
+	return s.Transact(ctx, "list counters", pgx.TxOptions{AccessMode: pgx.ReadOnly, IsoLevel: pgx.RepeatableRead}, func(ctx context.Context, tx pgx.Tx) error {
+		if !started {
+			var l Listing
+			if err := tx.QueryRow(ctx, `select count(*), coalesce(max(length(name)), 0), coalesce(max(hits), 0) from counters`).
+				Scan(&l.Counters, &l.LongestName, &l.MaxTotal); err != nil {
+				return err
+			}
+			if err := head(l); err != nil {
+				return err
+			}
+			started = true
+		}
+		rows, _ := tx.Query(ctx, selectCounters+` where c.name > $1 order by c.name`, last)
 		defer rows.Close()
 		for rows.Next() {
 			var name string
@@ -52,11 +77,13 @@ func (s *Store) List(ctx context.Context) ([]Counts, error) {
 			if err := scanEntry(rows, &name, &e); err != nil {
 				return err
 			}
-			out = append(out, s.today(e.counts(name)))
+			if err := row(s.today(e.counts(name))); err != nil {
+				return err
+			}
+			last = name
 		}
 		return rows.Err()
 	})
-	return out, err
 }
 
 // Snapshot is a counter as the audit keeps it, before and after each owner

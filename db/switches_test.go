@@ -40,7 +40,8 @@ func TestSwitches(t *testing.T) {
 	if _, err := a.Set(ctx, "tester", "main", 100); err != nil {
 		t.Fatal(err)
 	}
-	list, err := a.List(ctx)
+	var list []Counts
+	err := a.List(ctx, func(Listing) error { return nil }, func(c Counts) error { list = append(list, c); return nil })
 	if err != nil || len(list) != 1 || list[0].Switches != off || list[0].Total != 100 {
 		t.Errorf("List after a set: %+v, %v; want main at 100, switches kept", list, err)
 	}
