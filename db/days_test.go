@@ -328,6 +328,14 @@ func TestAutoCreateIsBounded(t *testing.T) {
 	if n := countRows(t, dbURL, `select count(*) from counter_audit where action = 'create'`); n != 2 {
 		t.Errorf("%d creations audited, want 2", n)
 	}
+	// The owner is not bound by it: counters create still makes one,
+	// and its views count.
+	if _, err := s.Create(ctx, "owner", "c", 0); err != nil {
+		t.Fatalf("the owner's create past MaxCounters: %v", err)
+	}
+	if c, err := s.Record(ctx, "c", Hit{}); err != nil || c.Total != 1 {
+		t.Errorf("a view of the owner's counter past MaxCounters: %+v, %v", c, err)
+	}
 }
 
 // The Go rule for names and the schema's check constraint agree.

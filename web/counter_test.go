@@ -1,12 +1,14 @@
 package web_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/netip"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -15,6 +17,7 @@ import (
 
 	"github.com/PuerkitoBio/goquery"
 
+	"github.com/hitcounter/hitcounter/db"
 	"github.com/hitcounter/hitcounter/internal/testdb"
 	"github.com/hitcounter/hitcounter/internal/testkit"
 	"github.com/hitcounter/hitcounter/web"
@@ -842,5 +845,57 @@ func TestAPIPreflightAndProblems(t *testing.T) {
 	// Outside /api/ errors stay pages.
 	if resp, _ := a.do(t, "DELETE", "/c/blog", nil, nil); !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") {
 		t.Errorf("DELETE /c/blog: %q, want a page", resp.Header.Get("Content-Type"))
+	}
+}
+
+// With AUTO_CREATE on, one client creates at most maxCreations counters
+// an hour: its next new name is 404 and nothing is made, while its
+// counters keep counting and another client still creates. A crawler
+// creates nothing.
+func TestAutoCreateLimitedPerClient(t *testing.T) {
+	t.Parallel()
+	a := newAppStore(t, web.Config{ClientIPHeader: "X-Real-IP", TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}},
+		testdb.NewMigrated(t), func(c *db.Config) { c.AutoCreate = true })
+	from := func(ip string) map[string]string { return map[string]string{"X-Real-IP": ip} }
+	counters := func() int64 {
+		conn := testdb.Connect(t, a.dbURL)
+		defer conn.Close(context.Background())
+		var n int64
+		if err := conn.QueryRow(context.Background(), `select count(*) from counters`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+
+	for i := range web.MaxCreations {
+		resp, body := a.do(t, "GET", fmt.Sprintf("/c/a-%d", i), nil, from("203.0.113.1"))
+		wantStatus(t, resp, 200)
+		if n := countIn(t, body); n != 1 {
+			t.Fatalf("the first view of new name a-%d shows %d, want 1", i, n)
+		}
+	}
+	resp, body := a.do(t, "GET", "/c/one-too-many", nil, from("203.0.113.1"))
+	if resp.StatusCode != 404 || !strings.Contains(body, "That counter does not exist.") {
+		t.Errorf("the client's new name number %d: %d, want 404 saying the counter does not exist", web.MaxCreations+1, resp.StatusCode)
+	}
+	resp, body = a.do(t, "GET", "/c/a-0", nil, from("203.0.113.1"))
+	if wantStatus(t, resp, 200); countIn(t, body) != 2 {
+		t.Errorf("a counter the client made, viewed again: %d, want 2", countIn(t, body))
+	}
+	resp, _ = a.do(t, "GET", "/c/b-0", nil, from("203.0.113.2"))
+	wantStatus(t, resp, 200)
+	resp, _ = a.do(t, "GET", "/c/crawled", nil, map[string]string{"X-Real-IP": "203.0.113.3", "User-Agent": "GPTBot/1.2"})
+	wantStatus(t, resp, 404)
+	if got, want := counters(), int64(1+web.MaxCreations+1); got != want {
+		t.Errorf("%d counters, want %d: main, the client's %d and the other client's one", got, want, web.MaxCreations)
+	}
+
+	// The configuration's documentation says the same limit.
+	doc, err := os.ReadFile("../docs/configuration.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := fmt.Sprintf("at most %d counters an hour", web.MaxCreations); web.CreationWindow != time.Hour || !strings.Contains(string(doc), want) {
+		t.Errorf("docs/configuration.md does not say %q (the limit is %d per %s)", want, web.MaxCreations, web.CreationWindow)
 	}
 }

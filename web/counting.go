@@ -3,6 +3,7 @@ package web
 import (
 	"net/http"
 	"net/netip"
+	"time"
 
 	"github.com/hitcounter/hitcounter/db"
 )
@@ -40,8 +41,19 @@ func (s *server) hitFor(r *http.Request, counter string) (h db.Hit, counted bool
 		return db.Hit{Kind: db.Filtered}, true
 	}
 	// Hashed with the day's salt by the store, never stored as is.
-	return db.Hit{Kind: db.View, Visitor: ip.String() + "\x00" + ua}, true
+	return db.Hit{Kind: db.View, Visitor: ip.String() + "\x00" + ua,
+		MayCreate: func() bool { return s.creations.allow("", ip) }}, true
 }
+
+// With AUTO_CREATE on, one client IP creates at most maxCreations
+// counters per creationWindow: enough for a blogger's new pages, too few
+// for one client to fill MAX_COUNTERS (1000 by default) in an afternoon,
+// so the owner's new names keep being made. The owner's CLI is not
+// limited. Per instance, like the burst cap.
+const (
+	maxCreations   = 10
+	creationWindow = time.Hour
+)
 
 // view counts r as a view of counter when it counts, and returns the
 // counter either way.

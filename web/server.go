@@ -111,6 +111,8 @@ type server struct {
 	kinds  map[string]routeKind // route pattern → its kind (routes.go)
 	bots   *botDetector
 	burst  *burstCap
+	// creations limits the counters a client creates (counting.go).
+	creations *burstCap
 
 	lastPolls *pollCache // the last poll answers (handlers.go)
 }
@@ -141,6 +143,7 @@ func NewServer(cfg Config, store Store, staticFS fs.FS, htmxFile string, log *sl
 	s.bots = newBotDetector()
 	s.lastPolls = newPollCache()
 	s.burst = newBurstCap(s.cfg.BurstLimit, time.Minute)
+	s.creations = newBurstCap(maxCreations, creationWindow)
 	s.routes()
 	return s.mux, nil
 }

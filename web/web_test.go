@@ -43,11 +43,18 @@ func newApp(t *testing.T, cfg web.Config) *app {
 // test reads directly.
 func newAppOn(t *testing.T, cfg web.Config, storeURL string) *app {
 	t.Helper()
+	return newAppStore(t, cfg, storeURL, func(*db.Config) {})
+}
+
+// newAppStore is newAppOn with the store's settings changed by set.
+func newAppStore(t *testing.T, cfg web.Config, storeURL string, set func(*db.Config)) *app {
+	t.Helper()
 	logs := &testkit.Buffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	storeCfg := db.DefaultConfig()
 	storeCfg.Retry.InitialDelay = 5 * time.Millisecond
 	storeCfg.Retry.MaxDelay = 20 * time.Millisecond
+	set(&storeCfg)
 	store, err := db.Open(storeURL, storeCfg, log)
 	if err != nil {
 		t.Fatal(err)
