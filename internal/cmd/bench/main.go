@@ -60,11 +60,10 @@ func run() error {
 	}
 	b := &bench{ctx: context.Background(), server: server, bin: *bin, dur: *dur}
 	fmt.Printf("machine: %d cores, %s; the load generator, the server, nginx and PostgreSQL share them\n", runtime.NumCPU(), cpuModel())
-	fmt.Printf("each run: %s of HTTP/1.1 keep-alive requests on loopback; PostgreSQL with fsync and synchronous_commit on\n\n", *dur)
-
 	if *memoryOnly {
 		return b.memory(*counters)
 	}
+	fmt.Printf("each run: %s of HTTP/1.1 keep-alive requests on loopback; PostgreSQL with fsync and synchronous_commit on\n\n", *dur)
 
 	// Coalesced (the default), straight to the app.
 	dbURL, err := b.database()
@@ -170,25 +169,31 @@ func run() error {
 		return err
 	}
 
-	// Against a baseline build, in turns on one database: what a change
-	// of the write path costs (make bench BASELINE=rev).
+	// Against a baseline build, in turns on one server: what a change of
+	// the write path costs (make bench BASELINE=rev). Each build has a
+	// database of its own, migrated by itself: a later migration may drop
+	// what the baseline uses.
 	if *baseline != "" {
-		dbURL, err = b.database()
+		baseURL, err := b.database()
 		if err != nil {
 			return err
 		}
-		base, err := startApp(*baseline, dbURL, true)
+		base, err := startApp(*baseline, baseURL, true)
 		if err != nil {
 			return err
 		}
-		this, err := startApp(b.bin, dbURL, true)
+		thisURL, err := b.database()
+		if err != nil {
+			return err
+		}
+		this, err := startApp(b.bin, thisURL, true)
 		if err != nil {
 			return err
 		}
 		for range 3 {
 			for _, conns := range []int{1, 64} {
-				b.measure(fmt.Sprintf("baseline: POST /hit, %d conns", conns), target{addr: base.Addr}, post("/hit"), conns, dbURL)
-				b.measure(fmt.Sprintf("this build: POST /hit, %d conns", conns), target{addr: this.Addr}, post("/hit"), conns, dbURL)
+				b.measure(fmt.Sprintf("baseline: POST /hit, %d conns", conns), target{addr: base.Addr}, post("/hit"), conns, baseURL)
+				b.measure(fmt.Sprintf("this build: POST /hit, %d conns", conns), target{addr: this.Addr}, post("/hit"), conns, thisURL)
 			}
 		}
 		if _, err := base.stop(); err != nil {
