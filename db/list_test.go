@@ -2,19 +2,23 @@ package db
 
 import (
 	"cmp"
+	"context"
 	"fmt"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/hitcounter/hitcounter/internal/pgproxy"
 	"github.com/hitcounter/hitcounter/internal/testdb"
 )
 
 // List gives counters as they arrive; when the connection is lost in the
-// middle (far more rows than any socket buffer holds are still to come),
-// the retry resumes after the last counter given: each counter once, in
-// order, the head once.
+// middle, the retry resumes after the last counter given: each counter
+// once, in order, the head once. (The rows still in the sockets' buffers
+// arrive first: the loss shows while reading the rest, or, when all were
+// buffered, at COMMIT; either way the listing is retried.)
 func TestListResumesAfterALostConnection(t *testing.T) {
 	t.Parallel()
 	dbURL := testdb.NewMigrated(t)
@@ -49,5 +53,27 @@ func TestListResumesAfterALostConnection(t *testing.T) {
 	}
 	if retries := logs.with("db retry"); len(retries) == 0 || retries[0]["op"] != "list counters" {
 		t.Errorf("no retry of the listing logged (%v): the connection was not lost mid-listing", retries)
+	}
+}
+
+// A read-only transaction whose COMMIT's answer is lost changes nothing,
+// so it is run again rather than reported as an outcome in doubt.
+func TestReadOnlyCommitLostIsRetried(t *testing.T) {
+	t.Parallel()
+	proxy, proxied := pgproxy.ForTest(t, testdb.NewMigrated(t))
+	s, _ := newStore(t, proxied, fastPolicy())
+	ctx := testCtx(t)
+	runs := 0
+	proxy.Arm(pgproxy.CutAfterCommit, 1)
+	err := s.Transact(ctx, "read", pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(ctx context.Context, tx pgx.Tx) error {
+		runs++
+		var n int
+		return tx.QueryRow(ctx, `select count(*) from counters`).Scan(&n)
+	})
+	if proxy.Armed(pgproxy.CutAfterCommit) != 0 {
+		t.Fatal("the fault did not fire")
+	}
+	if err != nil || runs != 2 {
+		t.Errorf("a read whose COMMIT answer was lost: %v after %d runs, want success after 2", err, runs)
 	}
 }
