@@ -281,17 +281,12 @@ func TestRunStartsWithoutTheDatabase(t *testing.T) {
 // -migrate waits for a database that is not up yet, bounded by
 // MIGRATE_WAIT, and then fails saying so.
 func TestRunMigrateWaitsThenFails(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dead := "postgres://u:p@" + ln.Addr().String() + "/x?sslmode=disable"
-	ln.Close() // nothing listens there now
+	dead := "postgres://u:p@" + testkit.RefusedAddr(t) + "/x?sslmode=disable"
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	env := map[string]string{"DATABASE_URL": dead, "DB_RETRIES": "1", "DB_RETRY_INITIAL_DELAY": "1ms", "MIGRATE_WAIT": "1500ms"}
 	start := time.Now()
-	err = run(ctx, []string{"hitcounter", "-addr", "127.0.0.1:0", "-migrate"}, func(k string) string { return env[k] }, nil, io.Discard, io.Discard)
+	err := run(ctx, []string{"hitcounter", "-addr", "127.0.0.1:0", "-migrate"}, func(k string) string { return env[k] }, nil, io.Discard, io.Discard)
 	if !errors.Is(err, db.ErrUnavailable) || !strings.Contains(err.Error(), "1.5s") {
 		t.Fatalf("run error %v, want one wrapping db.ErrUnavailable that names the wait", err)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/hitcounter/hitcounter/internal/testdb"
+	"github.com/hitcounter/hitcounter/internal/testkit"
 )
 
 // safeErr is an error pgconn.SafeToRetry reports as safe: pgx's way of
@@ -26,7 +27,7 @@ func (e safeErr) Unwrap() error   { return e.error }
 // connectError is a real error from connecting to a port nobody listens on.
 func connectError(t *testing.T) error {
 	t.Helper()
-	addr := closedAddr(t)
+	addr := testkit.RefusedAddr(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	conn, err := pgconn.Connect(ctx, "postgres://u:p@"+addr+"/x?sslmode=disable&connect_timeout=5")

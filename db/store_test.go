@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"runtime"
 	"strings"
 	"sync/atomic"
@@ -157,7 +156,7 @@ func TestReadyAndMigrate(t *testing.T) {
 	})
 
 	t.Run("server down", func(t *testing.T) {
-		s, _ := newStore(t, "postgres://u:p@"+closedAddr(t)+"/x?sslmode=disable", fastPolicy())
+		s, _ := newStore(t, "postgres://u:p@"+testkit.RefusedAddr(t)+"/x?sslmode=disable", fastPolicy())
 		if err := s.Ready(ctx); !errors.Is(err, ErrUnavailable) {
 			t.Errorf("Ready with no server: got %v, want ErrUnavailable", err)
 		}
@@ -165,18 +164,6 @@ func TestReadyAndMigrate(t *testing.T) {
 			t.Errorf("Migrate with no server: got %v, want ErrUnavailable", err)
 		}
 	})
-}
-
-// closedAddr is a loopback address nothing listens on.
-func closedAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
 }
 
 func TestOpenDoesNotLeakPassword(t *testing.T) {
@@ -202,7 +189,7 @@ func TestOpenDoesNotLeakPassword(t *testing.T) {
 	}
 
 	// Nor does a failure to connect.
-	s, logs := newStore(t, "postgres://user:"+secret+"@"+closedAddr(t)+"/db?sslmode=disable", fastPolicy())
+	s, logs := newStore(t, "postgres://user:"+secret+"@"+testkit.RefusedAddr(t)+"/db?sslmode=disable", fastPolicy())
 	err := s.Ping(testCtx(t))
 	if !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("Ping with no server: got %v, want ErrUnavailable", err)

@@ -23,6 +23,7 @@ import (
 
 	"github.com/hitcounter/hitcounter/db"
 	"github.com/hitcounter/hitcounter/internal/testdb"
+	"github.com/hitcounter/hitcounter/internal/testkit"
 )
 
 // The tests of `hitcounter counters …` run the program in-process, each
@@ -1159,12 +1160,7 @@ func TestCountersErrorsPrintOnce(t *testing.T) {
 // the server would log.
 func TestCountersUnreachableDatabase(t *testing.T) {
 	t.Parallel()
-	closed, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	closedAddr := closed.Addr().String()
-	closed.Close()
+	closedAddr := testkit.RefusedAddr(t)
 	// One that reads the startup message and hangs up, as a proxy whose
 	// backend is down. (Hanging up before reading it would reset the
 	// connection, or not, by timing.)
