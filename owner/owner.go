@@ -50,7 +50,9 @@ func subcommands() []subcommand {
 		{name: "list", synopsis: "[-json]", json: true, run: (*command).list,
 			help: "every counter: total and today's figures"},
 		{name: "create", args: "NAME", synopsis: "[-total N]", changes: true,
-			flags: func(c *command, fs *flag.FlagSet) { fs.Int64Var(&c.total, "total", 0, "starting total") },
+			flags: func(c *command, fs *flag.FlagSet) {
+				fs.Var(totalFlag{&c.total}, "total", "starting total `N`, digits only")
+			},
 			check: (*command).checkCreate, run: (*command).create,
 			help: "a new counter, starting at N (default 0): carry over an old counter's count"},
 		{name: "set", args: "NAME TOTAL", synopsis: "-yes", changes: true, yes: true, check: (*command).checkSet, run: (*command).set,

@@ -109,12 +109,40 @@ func (c *command) checkCreate([]string, io.Reader) error {
 }
 
 func (c *command) checkSet(pos []string, _ io.Reader) error {
-	n, err := strconv.ParseInt(pos[1], 10, 64)
-	if err != nil {
-		return fmt.Errorf("total %q: %w: want a whole number", pos[1], db.ErrInvalid)
-	}
+	n, err := parseTotal(pos[1])
 	c.total = n
-	return db.CheckTotal(n)
+	return err
+}
+
+// parseTotal reads a total as typed: decimal digits, as import reads its
+// figures. strconv.ParseInt would also take "+5" and "-0", and package
+// flag's Int64Var "0x10" and "1_000". A minus sign before digits is told
+// that a total is not negative.
+func parseTotal(s string) (int64, error) {
+	digits, neg := strings.CutPrefix(s, "-")
+	if digits == "" || strings.ContainsFunc(digits, func(r rune) bool { return r < '0' || r > '9' }) {
+		return 0, fmt.Errorf("total %q: %w: want a whole number, digits only", s, db.ErrInvalid)
+	}
+	n, err := strconv.ParseInt(digits, 10, 64)
+	if neg || err != nil { // err: past int64
+		return 0, fmt.Errorf("total %s: %w: must be between 0 and %d", s, db.ErrInvalid, int64(db.MaxTotal))
+	}
+	return n, db.CheckTotal(n)
+}
+
+// totalFlag is -total, read by parseTotal.
+type totalFlag struct{ n *int64 }
+
+func (f totalFlag) String() string {
+	if f.n == nil {
+		return "0"
+	}
+	return strconv.FormatInt(*f.n, 10)
+}
+
+func (f totalFlag) Set(s string) (err error) {
+	*f.n, err = parseTotal(s)
+	return err
 }
 
 func (c *command) checkRename(pos []string, _ io.Reader) error {
