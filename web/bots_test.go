@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
-	"os"
 	"regexp"
 	"slices"
 	"strings"
@@ -88,15 +87,25 @@ func TestIsBot(t *testing.T) {
 	}
 }
 
+// crawlerEntry is an entry of the vendored list, with its examples.
+type crawlerEntry struct {
+	Pattern   string   `json:"pattern"`
+	Instances []string `json:"instances"`
+}
+
+func crawlerEntries(tb testing.TB) []crawlerEntry {
+	tb.Helper()
+	var entries []crawlerEntry
+	if err := json.Unmarshal(crawlersJSON, &entries); err != nil {
+		tb.Fatalf("the crawler list: %v", err)
+	}
+	return entries
+}
+
 // The vendored list loads, and all of it is used: every pattern compiles,
 // and only those of notCrawlers are left out.
 func TestCrawlerList(t *testing.T) {
-	var entries []struct {
-		Pattern string `json:"pattern"`
-	}
-	if err := json.Unmarshal(crawlersJSON, &entries); err != nil {
-		t.Fatalf("the crawler list: %v", err)
-	}
+	entries := crawlerEntries(t)
 	if len(entries) < 500 {
 		t.Fatalf("the crawler list has %d patterns, want 500 or more", len(entries))
 	}
@@ -155,13 +164,7 @@ func TestCrawlerList(t *testing.T) {
 // the browsers' User-Agents and forged ones are told as running every
 // pattern tells them (too slow to do for all, under -race).
 func TestCrawlerListMatchesAsRegexps(t *testing.T) {
-	var entries []struct {
-		Pattern   string   `json:"pattern"`
-		Instances []string `json:"instances"`
-	}
-	if err := json.Unmarshal(crawlersJSON, &entries); err != nil {
-		t.Fatal(err)
-	}
+	entries := crawlerEntries(t)
 	l := crawlers()
 	slow := func(ua string) bool {
 		ua = ua[:min(len(ua), maxUA)]
@@ -211,14 +214,7 @@ func TestCrawlerListMatchesAsRegexps(t *testing.T) {
 // patterns that are not plain strings, each with its letters in upper
 // case, so that each is run and fails.
 func forgedUA(tb testing.TB, size int) string {
-	data, err := os.ReadFile("crawlers/crawler-user-agents.json")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	var entries []struct{ Pattern string }
-	if err := json.Unmarshal(data, &entries); err != nil {
-		tb.Fatal(err)
-	}
+	entries := crawlerEntries(tb)
 	unescape := strings.NewReplacer(`\`, "", "^", "", "$", "", "(", "", ")", "", "[", "", "]", "")
 	var b strings.Builder
 	for b.Len() < size {
