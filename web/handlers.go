@@ -216,17 +216,6 @@ func (c *pollCache) get(key string) *renderedPoll {
 
 func (c *pollCache) put(p *renderedPoll) { c.slot(p.key).Store(p) }
 
-// len is how many answers it holds.
-func (c *pollCache) len() int {
-	n := 0
-	for i := range c.slots {
-		if c.slots[i].Load() != nil {
-			n++
-		}
-	}
-	return n
-}
-
 // counterView is a counter's live fragment. The main counter shows its
 // total as it always did; named counters show today's figures too.
 func (s *server) counterView(r *http.Request, c db.Counts) views.Counter {

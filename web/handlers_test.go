@@ -17,7 +17,13 @@ func TestPollCacheIsBounded(t *testing.T) {
 			t.Fatalf("%s: not found right after it was kept", p.key)
 		}
 	}
-	if n := c.len(); n > pollSlots || n < pollSlots/2 {
+	n := 0
+	for i := range c.slots {
+		if c.slots[i].Load() != nil {
+			n++
+		}
+	}
+	if n > pollSlots || n < pollSlots/2 {
 		t.Errorf("%d answers kept after 100 000 counters, want at most %d (and most slots used)", n, pollSlots)
 	}
 	if c.get("never-polled") != nil {
