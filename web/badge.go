@@ -213,7 +213,7 @@ func badgeLabel(q url.Values, label *string) error {
 	}
 	l := q.Get("label")
 	if !utf8.ValidString(l) || l == "" || utf8.RuneCountInString(l) > maxBadgeLabel {
-		return errorf(http.StatusBadRequest, "label must be 1 to "+strconv.Itoa(maxBadgeLabel)+" printable characters.")
+		return errorf(http.StatusBadRequest, labelRule)
 	}
 	// Before the check of each character, so a label of zero-width
 	// characters alone is told what is wrong with it as a whole.
@@ -221,7 +221,7 @@ func badgeLabel(q url.Values, label *string) error {
 		return errorf(http.StatusBadRequest, "label must have a visible character, not only spaces, blanks, fillers, zero-width characters or combining marks.")
 	}
 	if !printableLabel(l) {
-		return errorf(http.StatusBadRequest, "label must be 1 to "+strconv.Itoa(maxBadgeLabel)+" printable characters.")
+		return errorf(http.StatusBadRequest, labelRule)
 	}
 	*label = l
 	return nil
@@ -234,6 +234,9 @@ func orList(names []string) string {
 	}
 	return strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
 }
+
+// labelRule is what a label must be, said when it is not.
+var labelRule = "label must be 1 to " + strconv.Itoa(maxBadgeLabel) + " printable characters."
 
 // printableLabel allows letters, marks, digits, punctuation, symbols and
 // spaces of any script; no control or format characters (such as bidi
