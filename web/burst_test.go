@@ -1,8 +1,11 @@
 package web
 
 import (
+	"fmt"
 	"net/netip"
+	"os"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -88,6 +91,16 @@ func TestBurstCapLimitsPastItsBound(t *testing.T) {
 	b.mu.Unlock()
 	if n != 1 {
 		t.Errorf("next window remembers %d keys, want 1", n)
+	}
+
+	// The configuration's documentation says the same bound, written
+	// with a space between thousands.
+	doc, err := os.ReadFile("../docs/configuration.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := fmt.Sprintf("at most %d %03d (counter, IP) pairs a minute", maxBurstKeys/1000, maxBurstKeys%1000); !strings.Contains(string(doc), want) {
+		t.Errorf("docs/configuration.md does not say %q", want)
 	}
 }
 
