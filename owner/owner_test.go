@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/hitcounter/hitcounter/db"
 	"github.com/hitcounter/hitcounter/internal/testdb"
@@ -1006,12 +1007,15 @@ func TestCountersAudit(t *testing.T) {
 func TestCountersValidatesBeforeConnecting(t *testing.T) {
 	t.Parallel()
 	// A database that only counts who connects, and hangs up: every case
-	// must fail before anything does.
+	// must fail before anything does. It counts only connections asking for
+	// this test's database by name: a client of another test that still
+	// dials a port it once used, now this listener's, is not this command.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close() })
+	dbName := fmt.Sprintf("validates_%d_%d", os.Getpid(), time.Now().UnixNano())
 	var dialed atomic.Int64
 	go func() {
 		for {
@@ -1019,11 +1023,17 @@ func TestCountersValidatesBeforeConnecting(t *testing.T) {
 			if err != nil {
 				return
 			}
-			dialed.Add(1) // before the hang-up, so before the dialer returns
-			c.Close()
+			go func() {
+				defer c.Close() // the hang-up, after the count, so before the dialer returns
+				c.SetDeadline(time.Now().Add(10 * time.Second))
+				msg, err := pgproto3.NewBackend(c, c).ReceiveStartupMessage()
+				if sm, ok := msg.(*pgproto3.StartupMessage); err == nil && ok && sm.Parameters["database"] == dbName {
+					dialed.Add(1)
+				}
+			}()
 		}
 	}()
-	dead := "postgres://u:secret@" + ln.Addr().String() + "/x?sslmode=disable"
+	dead := "postgres://u:secret@" + ln.Addr().String() + "/" + dbName + "?sslmode=disable"
 	tests := []struct {
 		name string
 		args []string
