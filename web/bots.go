@@ -165,12 +165,17 @@ func loadCrawlers(data []byte) (*crawlerList, error) {
 			l.skipped = append(l.skipped, pattern)
 			return
 		}
+		tree, err := syntax.Parse(pattern, syntax.Perl) // as regexp.Compile did
+		if err != nil {
+			l.skipped = append(l.skipped, pattern)
+			return
+		}
 		i := len(l.patterns)
-		lits, ok := requiredLiterals(pattern)
+		lits, ok := requiredLiterals(tree)
 		p := crawlerPattern{re: re}
 		if prefix, complete := re.LiteralPrefix(); complete && ok && len(lits) == 1 && lits[0] == foldString(prefix) {
 			p.plain = prefix
-		} else if n, bounded := longestMatch(pattern); bounded {
+		} else if n, bounded := longest(tree); bounded {
 			p.window = n
 		}
 		l.patterns = append(l.patterns, p)
@@ -335,13 +340,9 @@ func hasFoldedPrefix(s, lit string) bool {
 }
 
 // requiredLiterals returns strings, case folded, one of which every match
-// of pattern contains, each at least minLiteral bytes long; ok is false
-// when it finds none (the pattern is then run on every User-Agent).
-func requiredLiterals(pattern string) (lits []string, ok bool) {
-	re, err := syntax.Parse(pattern, syntax.Perl)
-	if err != nil {
-		return nil, false
-	}
+// of re contains, each at least minLiteral bytes long; ok is false when it
+// finds none (the pattern is then run on every User-Agent).
+func requiredLiterals(re *syntax.Regexp) (lits []string, ok bool) {
 	lits, ok = literals(re.Simplify())
 	if !ok || shortest(lits) < minLiteral {
 		return nil, false
@@ -349,17 +350,9 @@ func requiredLiterals(pattern string) (lits []string, ok bool) {
 	return lits, true
 }
 
-// longestMatch returns the most bytes a match of pattern can take, when
-// that is bounded and pattern has no anchor (^, $, \b, \B): a match in
-// a part of a string is then one in the whole.
-func longestMatch(pattern string) (int, bool) {
-	re, err := syntax.Parse(pattern, syntax.Perl)
-	if err != nil {
-		return 0, false
-	}
-	return longest(re)
-}
-
+// longest returns the most bytes a match of re can take, when that is
+// bounded and re has no anchor (^, $, \b, \B): a match in a part of a
+// string is then one in the whole.
 func longest(re *syntax.Regexp) (int, bool) {
 	switch re.Op {
 	case syntax.OpNoMatch, syntax.OpEmptyMatch:
