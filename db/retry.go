@@ -172,15 +172,14 @@ func sqlState(err error) string {
 // A read-write transaction inserts its marker before COMMIT, so a COMMIT
 // whose answer was lost is looked up rather than guessed (resolve.go); only
 // when that cannot tell does it return an error wrapping ErrOutcomeUnknown,
-// and such a failure is never retried.
+// and such a failure is never retried. A read-only transaction has no
+// marker and needs none: it changed nothing, so it runs again.
 func (s *Store) Transact(ctx context.Context, op string, opts pgx.TxOptions, fn func(ctx context.Context, tx pgx.Tx) error) error {
 	if opts.AccessMode == pgx.ReadOnly {
-		// It changes nothing: a COMMIT lost in flight leaves no doubt,
-		// and fn runs again like after any failure before COMMIT.
 		return s.transactIdempotent(ctx, op, opts, fn)
 	}
 	return s.retry(ctx, op, nil, func(ctx context.Context) outcome {
-		return s.attempt(ctx, opts, fn, opts.AccessMode != pgx.ReadOnly)
+		return s.attempt(ctx, opts, fn, true)
 	})
 }
 
