@@ -8,13 +8,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"io/fs"
 	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
 	"os"
-	"path/filepath"
 	"regexp"
 	"runtime/pprof"
 	"strconv"
@@ -594,46 +592,5 @@ func TestPrintConfig(t *testing.T) {
 	out.Reset()
 	if err := run(context.Background(), []string{"hitcounter", "-print-config"}, func(k string) string { return env[k] }, nil, &out, io.Discard); err == nil || out.Len() != 0 {
 		t.Errorf("a bad timezone: %v, printed %q", err, out.String())
-	}
-}
-
-// docs/threat-model.md backs each claim with a test's name: each of them
-// is a test of this repository.
-func TestThreatModelNamesRealTests(t *testing.T) {
-	doc, err := os.ReadFile("docs/threat-model.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	tests := map[string]bool{}
-	def := regexp.MustCompile(`(?m)^func (Test\w+)\(`)
-	err = filepath.WalkDir(".", func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if d.IsDir() && path != "." && (strings.HasPrefix(d.Name(), ".") || d.Name() == "testdata") {
-			return filepath.SkipDir
-		}
-		if strings.HasSuffix(path, "_test.go") {
-			src, err := os.ReadFile(path)
-			if err != nil {
-				return err
-			}
-			for _, m := range def.FindAllSubmatch(src, -1) {
-				tests[string(m[1])] = true
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	named := regexp.MustCompile("`(Test\\w+)`").FindAllStringSubmatch(string(doc), -1)
-	if len(named) < 10 {
-		t.Fatalf("docs/threat-model.md names %d tests, want its claims backed by tests", len(named))
-	}
-	for _, m := range named {
-		if !tests[m[1]] {
-			t.Errorf("docs/threat-model.md names %s, which is no test here", m[1])
-		}
 	}
 }

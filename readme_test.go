@@ -5,6 +5,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -63,5 +64,56 @@ func TestREADMEMapHasEveryFolder(t *testing.T) {
 		if !strings.Contains(themap, "`"+f+"`") {
 			t.Errorf("the README's map does not name the folder %s", f)
 		}
+	}
+}
+
+// The README and docs/ back claims with the names of tests, benchmarks and
+// fuzz targets (the threat model, each of its claims): each name is a
+// function of a _test.go file here, so a renamed or deleted test leaves no
+// claim resting on nothing.
+func TestDocsNameRealTests(t *testing.T) {
+	defined := map[string]bool{}
+	def := regexp.MustCompile(`(?m)^func ((?:Test|Benchmark|Fuzz)\w+)\(`)
+	err := filepath.WalkDir(".", func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && path != "." && (strings.HasPrefix(d.Name(), ".") || d.Name() == "testdata") {
+			return filepath.SkipDir
+		}
+		if strings.HasSuffix(path, "_test.go") {
+			src, err := os.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			for _, m := range def.FindAllSubmatch(src, -1) {
+				defined[string(m[1])] = true
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	docs, err := filepath.Glob("docs/*.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	named := regexp.MustCompile("`((?:Test|Benchmark|Fuzz)\\w+)`")
+	perDoc := map[string]int{}
+	for _, doc := range append(docs, "README.md") {
+		text, err := os.ReadFile(doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range named.FindAllStringSubmatch(string(text), -1) {
+			perDoc[doc]++
+			if !defined[m[1]] {
+				t.Errorf("%s names %s, which is no test, benchmark or fuzz target here", doc, m[1])
+			}
+		}
+	}
+	if n := perDoc["docs/threat-model.md"]; n < 10 {
+		t.Errorf("docs/threat-model.md names %d tests, want its claims backed by tests", n)
 	}
 }
