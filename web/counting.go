@@ -47,9 +47,9 @@ func (s *server) hitFor(r *http.Request, counter string) (h db.Hit, counted bool
 
 // With AUTO_CREATE on, one client IP creates at most maxCreations
 // counters per creationWindow: enough for a blogger's new pages, too few
-// for one client to fill MAX_COUNTERS (1000 by default) in an afternoon,
-// so the owner's new names keep being made. The owner's CLI is not
-// limited. Per instance, like the burst cap.
+// for one client to fill MAX_COUNTERS in an afternoon, so the owner's new
+// names keep being made. The owner's CLI is not limited. Per instance,
+// like the burst cap.
 const (
 	maxCreations   = 10
 	creationWindow = time.Hour
